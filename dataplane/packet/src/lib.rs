@@ -1,0 +1,2 @@
+//! TODO crate root
+pub mod flow;
