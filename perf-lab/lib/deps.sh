@@ -3,7 +3,7 @@
 # Sourced by perf-lab/test.sh and perf-lab/demo.sh.
 
 BULKHEAD_APT_PACKAGES=(libdpdk-dev dpdk pkg-config libclang-dev clang protobuf-compiler
-    iproute2 iputils-ping netcat-openbsd python3)
+    iproute2 iputils-ping ethtool python3)
 
 bulkhead_missing_packages() {
     local p missing=()

@@ -1,1 +1,162 @@
-fn main() {}
+//! `bulkheadd`: the Bulkhead appliance. Loads a policy, starts the DPDK
+//! workers on the configured virtual wires, writes flow events as JSON lines,
+//! reloads the policy on SIGHUP and stops cleanly on SIGTERM/SIGINT.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mimalloc::MiMalloc;
+
+use bulkhead_appliance::config::{Config, WireConfig};
+use bulkhead_appliance::run::{self, RunError};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+/// Bulkhead appliance daemon: a stateful, segment-keyed DPDK firewall on virtual wires.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bulkheadd",
+    version,
+    after_help = "Examples:\n  bulkheadd --config /etc/bulkhead/bulkheadd.toml\n  bulkheadd --policy configs/policies/three-tier.yaml \\\n      --wire net_af_packet0,iface=veth-a net_af_packet1,iface=veth-b --workers 1\n\nSignals: SIGHUP reloads the policy (an invalid one is refused, the running one stays),\nSIGUSR1 prints counters, SIGTERM/SIGINT stop with final counters."
+)]
+struct Args {
+    /// Configuration file (TOML; every key documented in configs/bulkheadd.toml).
+    #[arg(long, conflicts_with_all = ["policy", "wire"])]
+    config: Option<PathBuf>,
+    /// Quick start without a config file: the policy document.
+    #[arg(long, requires = "wire")]
+    policy: Option<PathBuf>,
+    /// Quick start: one port pair as two DPDK device arguments (repeatable).
+    #[arg(long, num_args = 2, value_names = ["DEVARGS_A", "DEVARGS_B"], action = clap::ArgAction::Append)]
+    wire: Vec<String>,
+    /// Quick start: worker cores, e.g. `1` or `1,2` (default: 0).
+    #[arg(long, value_delimiter = ',')]
+    workers: Vec<usize>,
+    /// Quick start: extra EAL arguments as one string (default: "--no-huge -m 512 --no-pci").
+    #[arg(long, allow_hyphen_values = true)]
+    eal: Option<String>,
+    /// Flow events output: `-` (stdout, default) or a file.
+    #[arg(long)]
+    events: Option<String>,
+    /// Connection-table slots per worker (power of two).
+    #[arg(long)]
+    conntrack_capacity: Option<usize>,
+    /// Idle behaviour: busy-poll or adaptive.
+    #[arg(long)]
+    idle: Option<String>,
+    /// Print counters every N seconds.
+    #[arg(long)]
+    stats_interval: Option<u64>,
+}
+
+fn quick_start_config(args: &Args) -> Result<Config, String> {
+    let policy = args.policy.clone().ok_or("either --config FILE or --policy FILE --wire A B is required")?;
+    let wire: Vec<WireConfig> = args
+        .wire
+        .chunks(2)
+        .map(|c| WireConfig { a: c[0].clone(), b: c.get(1).cloned().unwrap_or_default() })
+        .collect();
+    let eal = args.eal.clone().unwrap_or_else(|| "--no-huge -m 512 --no-pci".to_string());
+    let mut toml = String::new();
+    toml.push_str("[policy]\nfile = ");
+    toml.push_str(&toml_str(&policy.to_string_lossy()));
+    toml.push_str("\n[dataplane]\neal_args = [");
+    toml.push_str(&eal.split_whitespace().map(toml_str).collect::<Vec<_>>().join(", "));
+    toml.push_str("]\nwire = [");
+    toml.push_str(
+        &wire
+            .iter()
+            .map(|w| format!("{{ a = {}, b = {} }}", toml_str(&w.a), toml_str(&w.b)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    toml.push_str("]\n");
+    if !args.workers.is_empty() {
+        toml.push_str(&format!("workers = {:?}\n", args.workers));
+    }
+    Config::parse(&toml, Path::new("(command line)")).map_err(|e| e.to_string())
+}
+
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let started = Instant::now();
+    let mut cfg = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("bulkheadd: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => match quick_start_config(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("bulkheadd: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if let Some(e) = &args.events {
+        cfg.events.output = e.clone();
+    }
+    if let Some(c) = args.conntrack_capacity {
+        cfg.conntrack.capacity = c;
+    }
+    if let Some(s) = args.stats_interval {
+        cfg.events.stats_interval = s;
+    }
+    if let Some(idle) = &args.idle {
+        cfg.dataplane.idle = match idle.as_str() {
+            "busy-poll" => bulkhead_appliance::config::IdleConfig::BusyPoll,
+            "adaptive" => bulkhead_appliance::config::IdleConfig::Adaptive,
+            other => {
+                eprintln!("bulkheadd: --idle {other:?}: expected busy-poll or adaptive");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    if let Err(e) = cfg.validate(Path::new("(command line)")) {
+        eprintln!("bulkheadd: {e}");
+        return ExitCode::from(2);
+    }
+    match run::run(cfg) {
+        Ok(()) => {
+            let _ = writeln!(std::io::stderr(), "bulkheadd: stopped after {:.1?}", started.elapsed());
+            ExitCode::SUCCESS
+        }
+        Err(e @ RunError::Policy { .. }) | Err(e @ RunError::Config(_)) => {
+            eprintln!("bulkheadd: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            let mut msg = format!("bulkheadd: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            eprintln!("{msg}");
+            let _ = Duration::ZERO;
+            ExitCode::FAILURE
+        }
+    }
+}

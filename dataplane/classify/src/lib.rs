@@ -14,5 +14,9 @@
 //! tests hold the two against each other.
 #![forbid(unsafe_code)]
 
+pub mod compile;
 pub mod model;
+pub mod reference;
+
+pub use compile::{CompileError, CompiledPolicy, SegmentMap};
 pub use model::*;

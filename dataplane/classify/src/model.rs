@@ -178,3 +178,147 @@ pub enum PlaceError {
     /// VLAN says segment A, source address lies in a prefix of segment B.
     Spoofed,
 }
+
+/// A broken [`Ruleset`] invariant, found by [`Ruleset::check`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("the ruleset has no segments: segments[0] must be world")]
+    NoWorld,
+    #[error("segments[0] must be world with id 0, but its id is {0}")]
+    WorldId(u32),
+    #[error("too many segments: {0} (limit {MAX_SEGMENTS})")]
+    TooManySegments(usize),
+    #[error("too many rules: {0} (limit {MAX_RULES})")]
+    TooManyRules(usize),
+    #[error("segment id {id} is used by both {first:?} and {second:?}")]
+    DuplicateSegmentId { id: u32, first: String, second: String },
+    #[error("segment name {0:?} is used twice")]
+    DuplicateSegmentName(String),
+    #[error("segment {segment:?}: VLAN {vlan} is outside 1..=4094")]
+    VlanOutOfRange { segment: String, vlan: u16 },
+    #[error("VLAN {vlan} is claimed by both {first:?} and {second:?}")]
+    DuplicateVlan { vlan: u16, first: String, second: String },
+    #[error("segment {segment:?}: prefix {prefix} has host bits set")]
+    HostBits { segment: String, prefix: IpNet },
+    #[error("prefix {prefix} is claimed by both {first:?} and {second:?}")]
+    DuplicatePrefix { prefix: IpNet, first: String, second: String },
+    #[error("rule {rule:?}: segment index {index} is out of range ({count} segments)")]
+    RuleSegmentOutOfRange { rule: String, index: SegIdx, count: usize },
+    #[error("rule {rule:?}: segment list is not sorted and deduplicated")]
+    UnsortedSegmentList { rule: String },
+    #[error("rule {rule:?} has no service spec")]
+    EmptyServices { rule: String },
+    #[error("rule {rule:?}: range {lo}-{hi} has start > end")]
+    BadRange { rule: String, lo: u16, hi: u16 },
+    #[error("endpoint {ip}: segment index {index} is out of range ({count} segments)")]
+    EndpointSegmentOutOfRange { ip: IpAddr, index: SegIdx, count: usize },
+}
+
+/// Most segments a ruleset may hold (indices must fit a `u32` below the
+/// "no segment" sentinel).
+pub const MAX_SEGMENTS: usize = 1 << 24;
+/// Most rules a ruleset may hold.
+pub const MAX_RULES: usize = 1 << 24;
+
+impl Ruleset {
+    /// Re-verify every invariant listed in the module documentation.
+    /// Returns the first violation found.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let world = self.segments.first().ok_or(ModelError::NoWorld)?;
+        if world.id != SegmentId::WORLD {
+            return Err(ModelError::WorldId(world.id.0));
+        }
+        let count = self.segments.len();
+        if count > MAX_SEGMENTS {
+            return Err(ModelError::TooManySegments(count));
+        }
+        if self.rules.len() > MAX_RULES {
+            return Err(ModelError::TooManyRules(self.rules.len()));
+        }
+        let mut ids = std::collections::HashMap::with_capacity(count);
+        let mut names = std::collections::HashSet::with_capacity(count);
+        let mut vlans: std::collections::HashMap<u16, &str> = std::collections::HashMap::new();
+        let mut prefixes: std::collections::HashMap<IpNet, &str> = std::collections::HashMap::new();
+        for seg in &self.segments {
+            if let Some(first) = ids.insert(seg.id, seg.name.as_str()) {
+                return Err(ModelError::DuplicateSegmentId {
+                    id: seg.id.0,
+                    first: first.to_owned(),
+                    second: seg.name.clone(),
+                });
+            }
+            if !names.insert(seg.name.as_str()) {
+                return Err(ModelError::DuplicateSegmentName(seg.name.clone()));
+            }
+            for &vlan in &seg.vlans {
+                if !(1..=4094).contains(&vlan) {
+                    return Err(ModelError::VlanOutOfRange { segment: seg.name.clone(), vlan });
+                }
+                match vlans.insert(vlan, seg.name.as_str()) {
+                    Some(first) if first != seg.name => {
+                        return Err(ModelError::DuplicateVlan {
+                            vlan,
+                            first: first.to_owned(),
+                            second: seg.name.clone(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            for &prefix in &seg.prefixes {
+                if prefix.trunc() != prefix {
+                    return Err(ModelError::HostBits { segment: seg.name.clone(), prefix });
+                }
+                match prefixes.insert(prefix, seg.name.as_str()) {
+                    Some(first) if first != seg.name => {
+                        return Err(ModelError::DuplicatePrefix {
+                            prefix,
+                            first: first.to_owned(),
+                            second: seg.name.clone(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for rule in &self.rules {
+            for set in [&rule.from, &rule.to] {
+                if let SegmentSet::List(list) = set {
+                    if list.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(ModelError::UnsortedSegmentList { rule: rule.name.clone() });
+                    }
+                    if let Some(&index) = list.iter().find(|&&i| i as usize >= count) {
+                        return Err(ModelError::RuleSegmentOutOfRange {
+                            rule: rule.name.clone(),
+                            index,
+                            count,
+                        });
+                    }
+                }
+            }
+            if rule.services.is_empty() {
+                return Err(ModelError::EmptyServices { rule: rule.name.clone() });
+            }
+            for spec in &rule.services {
+                let (lo, hi) = match *spec {
+                    ServiceSpec::Ports { lo, hi, .. } => (lo, hi),
+                    ServiceSpec::IcmpTypes { lo, hi, .. } => (u16::from(lo), u16::from(hi)),
+                    ServiceSpec::Any | ServiceSpec::Proto(_) => continue,
+                };
+                if lo > hi {
+                    return Err(ModelError::BadRange { rule: rule.name.clone(), lo, hi });
+                }
+            }
+        }
+        for ep in &self.endpoints {
+            if ep.segment as usize >= count {
+                return Err(ModelError::EndpointSegmentOutOfRange {
+                    ip: ep.ip,
+                    index: ep.segment,
+                    count,
+                });
+            }
+        }
+        Ok(())
+    }
+}

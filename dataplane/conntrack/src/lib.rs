@@ -1,1 +1,44 @@
-//! TODO crate root
+//! `bulkhead-conntrack`: the per-worker connection table of the dataplane.
+//!
+//! Owns: the canonical connection key ([`ConnKey`]: source and destination
+//! segment, protocol, addresses, ports, sorted so both directions map to one
+//! key), its hash, the table ([`ConnTable`]: lookup in bursts with prefetch,
+//! insert with eviction of expired / half-open entries when full, removal,
+//! expiry in bounded slices), the per-protocol state machines ([`ConnState`])
+//! and their idle [`Timeouts`].
+//!
+//! Invariants:
+//! - All memory is allocated by [`ConnTable::new`]; no operation allocates
+//!   afterwards (the free stack never exceeds its preallocated capacity).
+//! - One table per worker: no locks, no atomics, no shared state. The owner
+//!   is the only reader and writer.
+//! - A key is stored at most once; every live entry is reachable by
+//!   [`ConnTable::lookup`] with the hash it was inserted with, within
+//!   [`MAX_PROBE_BUCKETS`] buckets of its home bucket.
+//! - Occupancy never exceeds `capacity()`; a full table refuses new
+//!   connections (counted) after trying to evict expired or half-open ones.
+//! - Time is a `u64` in nanoseconds of the worker's monotonic clock; an entry
+//!   expires when `now - last_seen >= timeout(state)`.
+//! - TCP tracking uses flags only, no sequence windows (see [`state`]).
+//!
+//! Engine usage per burst: build keys ([`ConnKey::from_flow`]), hash them
+//! ([`ConnTable::hash`]), [`ConnTable::lookup_burst`]; on a hit
+//! [`ConnTable::track`] with the direction from [`Entry::dir`]; on a miss
+//! classify, and for TCP open only if [`tcp_may_open`], then
+//! [`ConnTable::insert`]. Between bursts call [`ConnTable::expire_slice`].
+#![forbid(unsafe_code)]
+
+pub mod key;
+mod prefetch;
+pub mod state;
+pub mod table;
+pub mod timeouts;
+
+pub use key::{hash_key, ConnKey, Endpoint, Side};
+pub use state::{tcp_flags, tcp_may_open, ConnState, Dir, Step};
+pub use table::{
+    ConfigError, ConfigErrors, ConnFlags, ConnTable, Counters, Entry, EntryId, InsertError,
+    NewConn, TableConfig, Track, BUCKET_PREFETCH_DISTANCE, BUCKET_SLOTS, ENTRY_PREFETCH_DISTANCE,
+    MAX_PROBE_BUCKETS, MAX_SLOTS, MIN_SLOTS, RULE_DEFAULT,
+};
+pub use timeouts::{BadTimeout, Timeouts};

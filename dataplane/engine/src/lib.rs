@@ -1,1 +1,321 @@
-//! TODO crate root
+//! `bulkhead-engine`: the dataplane workers.
+//!
+//! Owns:
+//! - [`pipeline`]: the per-burst packet path without device I/O — parse, place
+//!   in segments, track, classify new connections, decide each packet's fate.
+//!   Pure Rust, so it is tested and benchmarked on byte buffers.
+//! - [`worker`]: the DPDK poll loop around the pipeline (one worker per pinned
+//!   core; worker *i* owns RX and TX queue *i* of every port).
+//! - [`handover`]: read-copy-update of the compiled policy between bursts.
+//! - [`stats`], [`events`]: per-worker counters and the bounded flow-event queues.
+//! - [`Engine`]: start-up (mempool, ports, queues, pinned threads registered
+//!   with the EAL), policy publication, counters, events, clean stop.
+//!
+//! Invariants: a burst runs under one policy snapshot; a worker never blocks,
+//! allocates or takes a lock in its loop; every mbuf is either transmitted or
+//! freed in the burst that received it.
+#![forbid(unsafe_code)]
+
+pub mod events;
+pub mod handover;
+pub mod idle;
+pub mod pipeline;
+pub mod stats;
+pub mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bulkhead_classify::CompiledPolicy;
+use bulkhead_conntrack::Timeouts;
+use bulkhead_dpdk::{Eal, Mempool, Port, PortConfig, PortId};
+use crossbeam::queue::ArrayQueue;
+
+use crate::events::{EventMode, FlowEvent};
+use crate::handover::PolicyHandle;
+use crate::idle::IdleMode;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::stats::{Counters, SharedCounters};
+
+/// Packets per burst.
+pub const BURST: usize = 32;
+
+/// Engine start-up parameters.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// CPU cores, one worker per core.
+    pub workers: Vec<usize>,
+    /// Port pairs (virtual wires), as DPDK port ids already probed.
+    pub wires: Vec<(PortId, PortId)>,
+    pub mbufs: u32,
+    pub mbuf_cache: u32,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    pub idle: IdleMode,
+    pub pass_non_ip: bool,
+    pub pass_fragments: bool,
+    /// Connection-table slots per worker.
+    pub conntrack_capacity: usize,
+    pub timeouts: Timeouts,
+    pub event_mode: EventMode,
+    /// Per-worker flow-event queue length.
+    pub event_queue: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("DPDK: {0}")]
+    Dpdk(#[from] bulkhead_dpdk::DpdkError),
+    #[error("connection table: {0}")]
+    Conntrack(String),
+    #[error("worker core {core}: {message}")]
+    Core { core: usize, message: String },
+    #[error("worker {0} failed to start: {1}")]
+    Start(usize, String),
+}
+
+/// A running dataplane.
+#[derive(Debug)]
+pub struct Engine {
+    policy: Arc<PolicyHandle>,
+    shared: Vec<Arc<SharedCounters>>,
+    events: Vec<Arc<ArrayQueue<FlowEvent>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    ports: Vec<Arc<Port>>,
+    pool: Arc<Mempool>,
+    unix_base_ns: u128,
+    _eal: Arc<Eal>,
+}
+
+static POOL_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Engine {
+    /// Configure the ports, start one pinned worker per core, enforce `policy`.
+    pub fn start(eal: Arc<Eal>, cfg: EngineConfig, policy: CompiledPolicy) -> Result<Engine, EngineError> {
+        let nworkers = cfg.workers.len();
+        let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+        for &c in &cfg.workers {
+            if !core_ids.iter().any(|id| id.id == c) {
+                return Err(EngineError::Core {
+                    core: c,
+                    message: "no such core on this machine".into(),
+                });
+            }
+        }
+        cfg.timeouts
+            .validate()
+            .map_err(|e| EngineError::Conntrack(e.to_string()))?;
+        let seq = POOL_SEQ.fetch_add(1, Ordering::Relaxed);
+        let pool = Arc::new(Mempool::new(
+            &eal,
+            &format!("bh_pool_{}_{seq}", std::process::id()),
+            cfg.mbufs,
+            cfg.mbuf_cache,
+            bulkhead_dpdk::DEFAULT_DATA_ROOM,
+        )?);
+        let port_cfg = PortConfig {
+            rx_queues: nworkers as u16,
+            tx_queues: nworkers as u16,
+            rx_desc: cfg.rx_desc,
+            tx_desc: cfg.tx_desc,
+            rss_symmetric: nworkers > 1,
+            promiscuous: true,
+        };
+        let mut ports = Vec::new();
+        for &(a, b) in &cfg.wires {
+            ports.push(Arc::new(Port::configure(&eal, a, &port_cfg, &pool)?));
+            ports.push(Arc::new(Port::configure(&eal, b, &port_cfg, &pool)?));
+        }
+        let policy = Arc::new(PolicyHandle::new(policy));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tsc_hz = bulkhead_dpdk::tsc_hz();
+        let base_tsc = bulkhead_dpdk::tsc();
+        let unix_base_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut shared = Vec::new();
+        let mut events = Vec::new();
+        let mut threads = Vec::new();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        for (i, &core) in cfg.workers.iter().enumerate() {
+            let mut wires = Vec::new();
+            for pair in ports.chunks(2) {
+                wires.push(worker::WireQueues {
+                    rx: [pair[0].rx_queue(i as u16)?, pair[1].rx_queue(i as u16)?],
+                    tx: [pair[0].tx_queue(i as u16)?, pair[1].tx_queue(i as u16)?],
+                });
+            }
+            let counters = Arc::new(SharedCounters::default());
+            let queue = Arc::new(ArrayQueue::new(cfg.event_queue.max(1)));
+            let pipeline = Pipeline::new(
+                PipelineConfig {
+                    worker: i as u16,
+                    pass_non_ip: cfg.pass_non_ip,
+                    pass_fragments: cfg.pass_fragments,
+                    event_mode: cfg.event_mode,
+                    conntrack_capacity: cfg.conntrack_capacity,
+                    timeouts: cfg.timeouts,
+                },
+                queue.clone(),
+            )
+            .map_err(|e| EngineError::Conntrack(e.to_string()))?;
+            let w = worker::Worker {
+                index: i,
+                wires,
+                pipeline,
+                policy: policy.clone(),
+                shared: counters.clone(),
+                stop: stop.clone(),
+                idle: cfg.idle,
+                tsc_hz,
+                base_tsc,
+            };
+            let eal2 = eal.clone();
+            let ready = ready_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("bh-worker-{i}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        let _ = ready.send(Err(format!("cannot pin to core {core}")));
+                        return;
+                    }
+                    let _lcore = match eal2.register_thread() {
+                        Ok(g) => g,
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("cannot register with the EAL: {e}")));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    drop(ready);
+                    w.run();
+                })
+                .map_err(|e| EngineError::Start(i, e.to_string()))?;
+            shared.push(counters);
+            events.push(queue);
+            threads.push(handle);
+        }
+        drop(ready_tx);
+        let mut engine = Engine {
+            policy,
+            shared,
+            events,
+            stop,
+            threads,
+            ports,
+            pool,
+            unix_base_ns,
+            _eal: eal,
+        };
+        for i in 0..nworkers {
+            match ready_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    engine.shutdown();
+                    return Err(EngineError::Start(i, e));
+                }
+                Err(_) => {
+                    engine.shutdown();
+                    return Err(EngineError::Start(i, "did not start within 10 s".into()));
+                }
+            }
+        }
+        Ok(engine)
+    }
+
+    /// The policy hand-over point (publish, generations, retained snapshots).
+    pub fn policy(&self) -> &Arc<PolicyHandle> {
+        &self.policy
+    }
+
+    /// Publish a new compiled policy; returns its generation.
+    pub fn publish(&self, policy: CompiledPolicy) -> u64 {
+        self.policy.publish(policy)
+    }
+
+    /// The generation each worker reports enforcing.
+    pub fn worker_generations(&self) -> Vec<u64> {
+        self.shared.iter().map(|s| s.generation()).collect()
+    }
+
+    /// Wait until every worker enforces `generation` (or newer).
+    pub fn wait_generation(&self, generation: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.worker_generations().iter().all(|&g| g >= generation) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Free policy snapshots no worker can still hold. Call periodically.
+    pub fn reclaim(&self) -> usize {
+        let min = self.worker_generations().into_iter().min().unwrap_or(0);
+        self.policy.reclaim(min)
+    }
+
+    /// Counters summed over workers, and per worker.
+    pub fn counters(&self) -> (Counters, Vec<Counters>) {
+        let per: Vec<Counters> = self.shared.iter().map(|s| s.snapshot()).collect();
+        let mut total = Counters::default();
+        for c in &per {
+            total.accumulate(c);
+        }
+        (total, per)
+    }
+
+    /// Take every queued flow event.
+    pub fn drain_events(&self, mut f: impl FnMut(&FlowEvent)) -> usize {
+        let mut n = 0;
+        for q in &self.events {
+            while let Some(e) = q.pop() {
+                f(&e);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Unix time (ns) of the engine clock's zero: event `time_ns` is relative to it.
+    pub fn unix_base_ns(&self) -> u128 {
+        self.unix_base_ns
+    }
+
+    /// Device statistics of every port, in wire order (a, b, a, b, ...).
+    pub fn port_stats(&self) -> Vec<(String, bulkhead_dpdk::PortStats)> {
+        self.ports.iter().map(|p| (p.name().to_string(), p.stats())).collect()
+    }
+
+    /// Mbufs of the engine's pool currently out of the pool.
+    pub fn mbufs_in_use(&self) -> u32 {
+        self.pool.in_use_count()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Stop the workers, stop the ports, return the final counters.
+    pub fn stop(mut self) -> Counters {
+        self.shutdown();
+        let (total, _) = self.counters();
+        total
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -42,3 +42,39 @@ pub struct FlowTuple {
     /// What the rules match on: destination port or ICMP type (see above).
     pub svc: u16,
 }
+
+/// An [`std::net::IpAddr`] as an [`Addr`] (IPv4 mapped).
+#[inline]
+pub fn ip_to_addr(ip: std::net::IpAddr) -> Addr {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4_to_addr(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// An [`Addr`] as an [`std::net::IpAddr`] (IPv4-mapped addresses become IPv4).
+#[inline]
+pub fn addr_to_ip(a: Addr) -> std::net::IpAddr {
+    match addr_to_v4(a) {
+        Some(v4) => std::net::IpAddr::V4(v4.into()),
+        None => std::net::IpAddr::V6(a.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn v4_mapping_round_trips_and_never_equals_v6() {
+        let a = v4_to_addr(0x0a00_0001);
+        assert_eq!(addr_to_v4(a), Some(0x0a00_0001));
+        assert_eq!(addr_to_ip(a), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(ip_to_addr(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))), a);
+        let six = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+        assert_eq!(addr_to_v4(u128::from(six)), None);
+        assert_eq!(addr_to_ip(ip_to_addr(IpAddr::V6(six))), IpAddr::V6(six));
+        assert_ne!(ip_to_addr(IpAddr::V6(Ipv6Addr::from(0x0a00_0001u128))), a);
+    }
+}

@@ -1,2 +1,38 @@
-//! TODO crate root
+//! `bulkhead-packet`: parsing of one Ethernet frame into what the dataplane
+//! decides on, and builders of valid frames for tests and benchmarks.
+//!
+//! Owns:
+//! - [`flow`]: the [`FlowTuple`](flow::FlowTuple) contract shared with
+//!   conntrack and the engine.
+//! - [`parse()`]: Ethernet II, 802.1Q and QinQ, ARP, IPv4 (options,
+//!   fragments), IPv6 (extension header chain, fragments), TCP, UDP, SCTP,
+//!   ICMP and ICMPv6 (echo keyed by identifier, errors with their quoted
+//!   flow, neighbour discovery set apart).
+//! - [`DropReason`]: why a frame was refused, doubling as a counter index.
+//! - [`build`]: writers of valid frames (correct lengths and checksums).
+//!
+//! Invariants:
+//! - `parse` never panics, never allocates, never loops more than a fixed
+//!   bound (two VLAN tags, [`MAX_IPV6_EXT_HEADERS`] extension headers), and
+//!   reads only within the frame it is given.
+//! - On [`Parsed::Ip`] and [`Parsed::NeighborDiscovery`]:
+//!   `l3_offset < l4_offset <= l3_offset + ip_len <= frame.len()`, and the
+//!   transport header fields behind the tuple lie inside the IP packet.
+//! - Ethernet padding after the IP packet is allowed; a frame shorter than
+//!   its IP length fields is dropped, never parsed partially.
+//!
+//! No unsafe code, no dependency on DPDK: it runs on byte slices.
+#![forbid(unsafe_code)]
+
+pub mod build;
+pub mod checksum;
+mod drop;
 pub mod flow;
+mod parse;
+
+pub use drop::DropReason;
+pub use parse::{
+    parse, proto, tcp_flags, tcp_flags_valid, Fragment, IpPacket, ParseConfig, Parsed, QuotedFlow,
+    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, MAX_IPV6_EXT_HEADERS,
+    MAX_VLAN_TAGS, TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY,
+};

@@ -1,0 +1,399 @@
+//! `bulkheadd` configuration: a TOML file (every key documented in
+//! `configs/bulkheadd.toml`), or the quick-start flags, both ending in one
+//! validated [`Config`]. Unknown keys are refused: a typo in a firewall's
+//! configuration must fail loudly.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub node: NodeConfig,
+    pub policy: PolicyConfig,
+    pub dataplane: DataplaneConfig,
+    #[serde(default)]
+    pub conntrack: ConntrackConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name of this appliance in logs and events.
+    #[serde(default = "default_node_name")]
+    pub name: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: default_node_name(),
+        }
+    }
+}
+
+fn default_node_name() -> String {
+    "bulkhead".into()
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Policy document (YAML or JSON). Re-read on SIGHUP.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WireConfig {
+    /// DPDK device arguments of port A, e.g. `net_af_packet0,iface=veth-a`.
+    pub a: String,
+    /// DPDK device arguments of port B.
+    pub b: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdleConfig {
+    BusyPoll,
+    #[default]
+    Adaptive,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Extra EAL arguments (the `--vdev` of each wire port is added by bulkheadd).
+    #[serde(default = "default_eal")]
+    pub eal_args: Vec<String>,
+    /// CPU cores for workers, one worker per core.
+    #[serde(default = "default_workers")]
+    pub workers: Vec<usize>,
+    /// Port pairs forwarded as virtual wires.
+    pub wire: Vec<WireConfig>,
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    #[serde(default = "default_mbuf_cache")]
+    pub mbuf_cache: u32,
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+    #[serde(default)]
+    pub idle: IdleConfig,
+    /// Forward non-IP frames other than ARP (default: drop and count).
+    #[serde(default)]
+    pub pass_non_ip: bool,
+    /// Forward non-first IP fragments (default: drop and count).
+    #[serde(default)]
+    pub pass_fragments: bool,
+}
+
+fn default_eal() -> Vec<String> {
+    Vec::new()
+}
+fn default_workers() -> Vec<usize> {
+    vec![0]
+}
+fn default_mbufs() -> u32 {
+    8191
+}
+fn default_mbuf_cache() -> u32 {
+    256
+}
+fn default_desc() -> u16 {
+    1024
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackConfig {
+    /// Most connections tracked at once per worker (the table has twice as many slots).
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    /// Timeouts in seconds; absent keys keep the documented defaults.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        ConntrackConfig {
+            capacity: default_capacity(),
+            timeouts: TimeoutsConfig::default(),
+        }
+    }
+}
+
+fn default_capacity() -> usize {
+    1 << 16
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    pub tcp_syn_sent: Option<u64>,
+    pub tcp_syn_recv: Option<u64>,
+    pub tcp_established: Option<u64>,
+    pub tcp_fin_wait: Option<u64>,
+    pub tcp_last_ack: Option<u64>,
+    pub tcp_time_wait: Option<u64>,
+    pub tcp_closed: Option<u64>,
+    pub udp_unreplied: Option<u64>,
+    pub udp_assured: Option<u64>,
+    pub icmp: Option<u64>,
+    pub other: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventModeConfig {
+    #[default]
+    All,
+    Logged,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// `-` for standard output, or a file path (appended to).
+    #[serde(default = "default_events_output")]
+    pub output: String,
+    #[serde(default)]
+    pub mode: EventModeConfig,
+    /// Per-worker event queue length; events beyond it are dropped and counted.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Print counters to stderr every this many seconds (0 = only at exit).
+    #[serde(default)]
+    pub stats_interval: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            output: default_events_output(),
+            mode: EventModeConfig::default(),
+            queue: default_queue(),
+            stats_interval: 0,
+        }
+    }
+}
+
+fn default_events_output() -> String {
+    "-".into()
+}
+fn default_queue() -> usize {
+    4096
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate config text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        // A relative policy path is relative to the config file.
+        if cfg.policy.file.is_relative() {
+            if let Some(dir) = path.parent() {
+                cfg.policy.file = dir.join(&cfg.policy.file);
+            }
+        }
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Check values serde cannot.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            })
+        };
+        let d = &self.dataplane;
+        if d.wire.is_empty() {
+            return bad("dataplane.wire", "at least one port pair is required".into());
+        }
+        if d.workers.is_empty() {
+            return bad("dataplane.workers", "at least one worker core is required".into());
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut seen = std::collections::HashSet::new();
+        for &c in &d.workers {
+            if c >= 1024 {
+                return bad("dataplane.workers", format!("core {c} is out of range"));
+            }
+            if !seen.insert(c) {
+                return bad("dataplane.workers", format!("core {c} is listed twice"));
+            }
+            if c >= cores {
+                return bad(
+                    "dataplane.workers",
+                    format!("core {c} does not exist (this machine has {cores})"),
+                );
+            }
+        }
+        for w in &d.wire {
+            for dev in [&w.a, &w.b] {
+                if device_name(dev).is_empty() {
+                    return bad("dataplane.wire", format!("empty device name in {dev:?}"));
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for w in &d.wire {
+            for dev in [&w.a, &w.b] {
+                if !names.insert(device_name(dev).to_string()) {
+                    return bad(
+                        "dataplane.wire",
+                        format!("device {:?} is used twice", device_name(dev)),
+                    );
+                }
+            }
+        }
+        if d.mbufs < 1024 {
+            return bad("dataplane.mbufs", format!("{} is too few (at least 1024)", d.mbufs));
+        }
+        if d.mbuf_cache > 512 {
+            return bad("dataplane.mbuf_cache", format!("{} exceeds DPDK's 512", d.mbuf_cache));
+        }
+        for (key, v) in [("dataplane.rx_desc", d.rx_desc), ("dataplane.tx_desc", d.tx_desc)] {
+            if !(64..=16384).contains(&v) {
+                return bad(key, format!("{v} is outside 64..=16384"));
+            }
+        }
+        let c = &self.conntrack;
+        if c.capacity < 64 || c.capacity > (1 << 26) {
+            return bad(
+                "conntrack.capacity",
+                format!("{} is outside 64..=67108864", c.capacity),
+            );
+        }
+        let t = &c.timeouts;
+        for (key, v) in [
+            ("conntrack.timeouts.tcp_syn_sent", t.tcp_syn_sent),
+            ("conntrack.timeouts.tcp_syn_recv", t.tcp_syn_recv),
+            ("conntrack.timeouts.tcp_established", t.tcp_established),
+            ("conntrack.timeouts.tcp_fin_wait", t.tcp_fin_wait),
+            ("conntrack.timeouts.tcp_last_ack", t.tcp_last_ack),
+            ("conntrack.timeouts.tcp_time_wait", t.tcp_time_wait),
+            ("conntrack.timeouts.tcp_closed", t.tcp_closed),
+            ("conntrack.timeouts.udp_unreplied", t.udp_unreplied),
+            ("conntrack.timeouts.udp_assured", t.udp_assured),
+            ("conntrack.timeouts.icmp", t.icmp),
+            ("conntrack.timeouts.other", t.other),
+        ] {
+            if let Some(v) = v {
+                if !(1..=30 * 24 * 3600).contains(&v) {
+                    return bad(key, format!("{v} s is outside 1..=2592000 (30 days)"));
+                }
+            }
+        }
+        if self.events.queue == 0 || self.events.queue > (1 << 24) {
+            return bad("events.queue", format!("{} is outside 1..=16777216", self.events.queue));
+        }
+        Ok(())
+    }
+}
+
+/// The DPDK device name of device arguments (`net_ring0,x=y` → `net_ring0`).
+pub fn device_name(devargs: &str) -> &str {
+    devargs.split(',').next().unwrap_or("").trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[policy]
+file = "policy.yaml"
+[dataplane]
+wire = [{ a = "net_ring0", b = "net_ring1" }]
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/bulkhead/b.toml")).unwrap();
+        assert_eq!(c.policy.file, PathBuf::from("/etc/bulkhead/policy.yaml"));
+        assert_eq!(c.dataplane.workers, vec![0]);
+        assert_eq!(c.conntrack.capacity, 1 << 16);
+        assert_eq!(c.events.output, "-");
+        assert_eq!(c.dataplane.idle, IdleConfig::Adaptive);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_by_name() {
+        let text = format!("{MINIMAL}\n[conntrack]\ncapacty = 1024\n");
+        let e = Config::parse(&text, Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("capacty"), "{e}");
+        assert!(e.starts_with("b.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_key() {
+        for (extra, key) in [
+            ("[conntrack]\ncapacity = 10\n", "conntrack.capacity"),
+            ("[conntrack.timeouts]\nicmp = 0\n", "conntrack.timeouts.icmp"),
+            ("[events]\nqueue = 0\n", "events.queue"),
+        ] {
+            let text = format!("{MINIMAL}\n{extra}");
+            let e = Config::parse(&text, Path::new("b.toml")).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        let dup = MINIMAL.replace("net_ring1", "net_ring0,x=1");
+        let e = Config::parse(&dup, Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("used twice"), "{e}");
+        let nowire = "[policy]\nfile='p'\n[dataplane]\nwire = []\n";
+        let e = Config::parse(nowire, Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("dataplane.wire"), "{e}");
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/bulkheadd.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        Config::parse(&text, &path).unwrap();
+    }
+
+    #[test]
+    fn device_name_strips_args() {
+        assert_eq!(device_name("net_af_packet0,iface=veth-a"), "net_af_packet0");
+        assert_eq!(device_name("net_ring0"), "net_ring0");
+    }
+}

@@ -1,0 +1,275 @@
+//! Start-up, the control loop and shutdown of a standalone appliance.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bulkhead_classify::CompiledPolicy;
+use bulkhead_dpdk::{Eal, Port};
+use bulkhead_engine::events::EventMode;
+use bulkhead_engine::idle::IdleMode;
+use bulkhead_engine::stats::Counters;
+use bulkhead_engine::{Engine, EngineConfig};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+use crate::config::{device_name, Config, ConfigError, EventModeConfig, IdleConfig};
+use crate::events::{to_json, EventSink};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("policy {path} refused:\n{errors}")]
+    Policy { path: String, errors: String },
+    #[error("DPDK start-up failed")]
+    Dpdk(#[from] bulkhead_dpdk::DpdkError),
+    #[error("device {device:?}")]
+    Device {
+        device: String,
+        source: bulkhead_dpdk::DpdkError,
+    },
+    #[error("dataplane start-up failed")]
+    Engine(#[from] bulkhead_engine::EngineError),
+    #[error("flow events output {output:?}")]
+    Events {
+        output: String,
+        source: std::io::Error,
+    },
+    #[error("signal handling")]
+    Signals(std::io::Error),
+}
+
+/// Read, validate (including the document's tests) and compile a policy.
+/// Every error is reported, one per line.
+pub fn load_policy(path: &Path) -> Result<CompiledPolicy, RunError> {
+    let refuse = |errors: String| RunError::Policy {
+        path: path.display().to_string(),
+        errors,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| refuse(format!("  cannot read: {e}")))?;
+    if meta.len() > bulkhead_policy::limits::MAX_DOCUMENT_BYTES as u64 {
+        return Err(refuse(format!(
+            "  document is {} bytes; the limit is {}",
+            meta.len(),
+            bulkhead_policy::limits::MAX_DOCUMENT_BYTES
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("  cannot read: {e}")))?;
+    let origin = path.display().to_string();
+    let loaded = bulkhead_policy::validate_full(&text, &origin).map_err(|errs| {
+        refuse(errs.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n"))
+    })?;
+    for w in &loaded.warnings {
+        eprintln!("bulkheadd: warning: {w}");
+    }
+    CompiledPolicy::compile(loaded.policy.ruleset()).map_err(|e| refuse(format!("  {e}")))
+}
+
+/// EAL arguments for this configuration.
+pub fn eal_args(cfg: &Config) -> Vec<String> {
+    let mut args = vec![
+        "bulkheadd".to_string(),
+        format!("--file-prefix=bulkhead-{}-{}", sanitize(&cfg.node.name), std::process::id()),
+        "-l".to_string(),
+        "0".to_string(),
+        "--log-level=*:warning".to_string(),
+    ];
+    args.extend(cfg.dataplane.eal_args.iter().cloned());
+    for w in &cfg.dataplane.wire {
+        for dev in [&w.a, &w.b] {
+            if device_name(dev).starts_with("net_") || device_name(dev).starts_with("eth_") {
+                args.push(format!("--vdev={dev}"));
+            } else {
+                args.push(format!("--allow={dev}"));
+            }
+        }
+    }
+    args
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
+/// Run the appliance until SIGTERM or SIGINT.
+pub fn run(cfg: Config) -> Result<(), RunError> {
+    let policy = load_policy(&cfg.policy.file)?;
+    let args = eal_args(&cfg);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let eal = Arc::new(Eal::init(&argv)?);
+    let mut wires = Vec::new();
+    for w in &cfg.dataplane.wire {
+        let mut pair = [0; 2];
+        for (slot, dev) in pair.iter_mut().zip([&w.a, &w.b]) {
+            *slot = Port::by_name(&eal, device_name(dev)).map_err(|source| RunError::Device {
+                device: dev.clone(),
+                source,
+            })?;
+        }
+        wires.push((pair[0], pair[1]));
+    }
+    let t = &cfg.conntrack.timeouts;
+    let mut timeouts = bulkhead_conntrack::Timeouts::default();
+    let secs = Duration::from_secs;
+    for (v, field) in [
+        (t.tcp_syn_sent, &mut timeouts.tcp_syn_sent),
+        (t.tcp_syn_recv, &mut timeouts.tcp_syn_recv),
+        (t.tcp_established, &mut timeouts.tcp_established),
+        (t.tcp_fin_wait, &mut timeouts.tcp_fin_wait),
+        (t.tcp_last_ack, &mut timeouts.tcp_last_ack),
+        (t.tcp_time_wait, &mut timeouts.tcp_time_wait),
+        (t.tcp_closed, &mut timeouts.tcp_closed),
+        (t.udp_unreplied, &mut timeouts.udp_unreplied),
+        (t.udp_assured, &mut timeouts.udp_assured),
+        (t.icmp, &mut timeouts.icmp),
+        (t.other, &mut timeouts.other),
+    ] {
+        if let Some(v) = v {
+            *field = secs(v);
+        }
+    }
+    let ecfg = EngineConfig {
+        workers: cfg.dataplane.workers.clone(),
+        wires,
+        mbufs: cfg.dataplane.mbufs,
+        mbuf_cache: cfg.dataplane.mbuf_cache,
+        rx_desc: cfg.dataplane.rx_desc,
+        tx_desc: cfg.dataplane.tx_desc,
+        idle: match cfg.dataplane.idle {
+            IdleConfig::BusyPoll => IdleMode::BusyPoll,
+            IdleConfig::Adaptive => IdleMode::Adaptive,
+        },
+        pass_non_ip: cfg.dataplane.pass_non_ip,
+        pass_fragments: cfg.dataplane.pass_fragments,
+        conntrack_capacity: cfg.conntrack.capacity,
+        timeouts,
+        event_mode: match cfg.events.mode {
+            EventModeConfig::All => EventMode::All,
+            EventModeConfig::Logged => EventMode::Logged,
+            EventModeConfig::Off => EventMode::Off,
+        },
+        event_queue: cfg.events.queue,
+    };
+    let mut sink = EventSink::open(&cfg.events.output).map_err(|source| RunError::Events {
+        output: cfg.events.output.clone(),
+        source,
+    })?;
+    let (nseg, nrules) = (policy.segment_count(), policy.rule_count());
+    let engine = Engine::start(eal.clone(), ecfg, policy)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).map_err(RunError::Signals)?;
+    eprintln!(
+        "bulkheadd: {} workers running on cores {:?}; {} wire(s); policy {} generation 1 ({} segments, {} rules)",
+        cfg.dataplane.workers.len(),
+        cfg.dataplane.workers,
+        cfg.dataplane.wire.len(),
+        cfg.policy.file.display(),
+        nseg,
+        nrules
+    );
+    let node = cfg.node.name.clone();
+    let mut last_stats = Instant::now();
+    let interval = Duration::from_secs(cfg.events.stats_interval);
+    'run: loop {
+        for sig in signals.pending() {
+            match sig {
+                SIGHUP => reload(&engine, &cfg),
+                SIGUSR1 => print_counters(&engine),
+                SIGTERM | SIGINT => {
+                    eprintln!("bulkheadd: signal {sig}: stopping");
+                    break 'run;
+                }
+                _ => {}
+            }
+        }
+        write_events(&engine, &mut sink, &node);
+        engine.reclaim();
+        if !interval.is_zero() && last_stats.elapsed() >= interval {
+            print_counters(&engine);
+            last_stats = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let policy_handle = engine.policy().clone();
+    let ports = engine.port_stats();
+    let gens = engine.worker_generations();
+    let final_counters = engine.stop();
+    // Events emitted during the last bursts.
+    let _ = sink.flush();
+    eprintln!("bulkheadd: final counters (workers at generation {gens:?}):");
+    eprint!("{}", render_counters(&final_counters));
+    for (name, s) in ports {
+        eprintln!(
+            "  port {name}: rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}, rx errors {}, tx errors {}",
+            s.ipackets, s.ibytes, s.opackets, s.obytes, s.imissed, s.ierrors, s.oerrors
+        );
+    }
+    let snap = policy_handle.load();
+    for (rule, n) in snap.rule_counts() {
+        if n > 0 {
+            eprintln!("  rule {rule}: {n} new connections");
+        }
+    }
+    drop(policy_handle);
+    drop(eal);
+    Ok(())
+}
+
+fn write_events(engine: &Engine, sink: &mut EventSink, node: &str) {
+    let base = engine.unix_base_ns();
+    let policy = engine.policy().clone();
+    let mut failed = false;
+    let n = engine.drain_events(|e| {
+        if !failed && sink.write_line(&to_json(e, node, base, &policy)).is_err() {
+            failed = true;
+        }
+    });
+    if n > 0 && (sink.flush().is_err() || failed) {
+        eprintln!("bulkheadd: cannot write flow events");
+    }
+}
+
+fn reload(engine: &Engine, cfg: &Config) {
+    let path = &cfg.policy.file;
+    eprintln!("bulkheadd: SIGHUP: reloading {}", path.display());
+    match load_policy(path) {
+        Ok(policy) => {
+            let generation = engine.publish(policy);
+            if engine.wait_generation(generation, Duration::from_secs(5)) {
+                eprintln!("bulkheadd: policy generation {generation} enforced by every worker");
+            } else {
+                eprintln!(
+                    "bulkheadd: policy generation {generation} published; workers report {:?}",
+                    engine.worker_generations()
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!("bulkheadd: {e}");
+            eprintln!(
+                "bulkheadd: the running policy (generation {}) stays in force",
+                engine.policy().generation()
+            );
+        }
+    }
+}
+
+fn print_counters(engine: &Engine) {
+    let (total, _) = engine.counters();
+    eprintln!("bulkheadd: counters:");
+    eprint!("{}", render_counters(&total));
+}
+
+/// Counters as `name value` lines (Prometheus exposition style).
+pub fn render_counters(c: &Counters) -> String {
+    let mut out = String::new();
+    for (name, v) in c.metrics() {
+        out.push_str(&format!("  {name} {v}\n"));
+    }
+    out.push_str(&format!(
+        "  bulkhead_dataplane_busy_cycles_per_packet {:.1}\n",
+        c.busy_cycles_per_packet()
+    ));
+    out
+}

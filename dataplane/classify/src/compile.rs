@@ -1,0 +1,917 @@
+//! [`CompiledPolicy`]: the tables the dataplane consults for every new
+//! connection. See `DESIGN.md` beside this crate for the reasoning.
+//!
+//! Two independent parts, each behind an `Arc`:
+//! - [`SegmentMap`] (placement): a 4096-entry VLAN array and, per address
+//!   family, one hash table per prefix length present, probed longest first.
+//!   Endpoints are entries of the /32 or /128 table. Rebuilt alone by
+//!   [`CompiledPolicy::with_endpoints`].
+//! - `RuleTables` (deciding): segments are folded into source and destination
+//!   equivalence classes (segments selected by exactly the same rule lists);
+//!   each (source class, destination class) pair reaches one compiled table,
+//!   or two when it only sees rules with an `any` side. A table answers
+//!   "first matching rule" for (protocol, port) with one binary search over
+//!   disjoint port intervals. Tables are deduplicated by rule list.
+//!
+//! Invariants: built only from a [`Ruleset`] that passes [`Ruleset::check`];
+//! immutable once built; lookups never allocate and never panic, whatever
+//! the segment index or address they are given.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use ipnet::IpNet;
+
+use crate::model::{
+    Action, Decision, EndpointDef, FlowQuery, Mode, ModelError, PlaceError, RuleDef, RuleRef,
+    Ruleset, SegIdx, SegmentId, SegmentSet, ServiceSpec,
+};
+
+/// "No segment" in the VLAN array.
+const NO_SEG: SegIdx = SegIdx::MAX;
+/// "No rule matched" (the default decides). Larger than every rule index, so
+/// the first match of a union of rule lists is the `min` of their answers.
+const NO_RULE: u32 = u32::MAX;
+/// "No table" in the pair index and the destination-class tables.
+const NO_TABLE: u32 = u32::MAX;
+
+/// Most (class pair, rule) entries the compiler will expand rules into before
+/// refusing the policy: bounds compile memory for hostile policies.
+pub const MAX_PAIR_ENTRIES: usize = 1 << 25;
+/// Most cells of the dense (source class × destination class) pair matrix;
+/// beyond it the pair index is a hash map.
+pub const MAX_DENSE_PAIR_CELLS: usize = 1 << 22;
+/// Most distinct compiled tables.
+pub const MAX_TABLES: usize = 1 << 24;
+
+/// Why a [`Ruleset`] could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The ruleset breaks an invariant of the model.
+    #[error("invalid ruleset: {0}")]
+    Invalid(#[from] ModelError),
+    /// The policy would expand beyond a compile limit.
+    #[error("policy too large to compile: {what} would reach {count} (limit {limit})")]
+    TooLarge {
+        what: &'static str,
+        count: usize,
+        limit: usize,
+    },
+}
+
+// ---------------------------------------------------------------------------
+// Placement
+// ---------------------------------------------------------------------------
+
+/// Address bits of one family, as an unsigned integer.
+trait AddrBits: Copy + Eq + Hash + Debug {
+    const WIDTH: u8;
+    /// Network mask of a prefix of `len` bits (`len <= WIDTH`).
+    fn mask(len: u8) -> Self;
+    fn and(self, other: Self) -> Self;
+}
+
+impl AddrBits for u32 {
+    const WIDTH: u8 = 32;
+    fn mask(len: u8) -> Self {
+        u32::MAX.checked_shl(u32::from(32 - len.min(32))).unwrap_or(0)
+    }
+    fn and(self, other: Self) -> Self {
+        self & other
+    }
+}
+
+impl AddrBits for u128 {
+    const WIDTH: u8 = 128;
+    fn mask(len: u8) -> Self {
+        u128::MAX.checked_shl(u32::from(128 - len.min(128))).unwrap_or(0)
+    }
+    fn and(self, other: Self) -> Self {
+        self & other
+    }
+}
+
+/// The prefixes of one length: masked address → segment.
+#[derive(Clone, Debug)]
+struct Level<K> {
+    mask: K,
+    map: HashMap<K, SegIdx>,
+}
+
+/// Longest-prefix match: one exact-match table per prefix length present,
+/// probed from the longest. Cost: at most one hash probe per distinct length
+/// (≤ 33 or 129), independent of the number of prefixes; no allocation.
+#[derive(Clone, Debug)]
+struct Lpm<K> {
+    levels: Vec<Level<K>>,
+}
+
+impl<K: AddrBits> Lpm<K> {
+    /// Entries are (network, length, segment); a later entry with the same
+    /// network and length replaces an earlier one.
+    fn build(entries: impl Iterator<Item = (K, u8, SegIdx)>) -> Self {
+        let mut by_len: Vec<HashMap<K, SegIdx>> = vec![HashMap::new(); usize::from(K::WIDTH) + 1];
+        for (net, len, seg) in entries {
+            let len = len.min(K::WIDTH);
+            if let Some(map) = by_len.get_mut(usize::from(len)) {
+                map.insert(net.and(K::mask(len)), seg);
+            }
+        }
+        let levels = by_len
+            .into_iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, map)| !map.is_empty())
+            .map(|(len, map)| Level { mask: K::mask(len as u8), map })
+            .collect();
+        Lpm { levels }
+    }
+
+    #[inline]
+    fn lookup(&self, addr: K) -> Option<SegIdx> {
+        self.levels.iter().find_map(|level| level.map.get(&addr.and(level.mask)).copied())
+    }
+}
+
+/// What placement keeps from the ruleset, so endpoints can be swapped
+/// without the ruleset.
+#[derive(Debug)]
+struct PlacementBase {
+    vlan: Box<[SegIdx]>,
+    v4: Vec<(u32, u8, SegIdx)>,
+    v6: Vec<(u128, u8, SegIdx)>,
+    anti_spoofing: bool,
+    segment_count: usize,
+}
+
+impl PlacementBase {
+    fn new(rs: &Ruleset) -> Self {
+        let mut vlan = vec![NO_SEG; 4096].into_boxed_slice();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (index, seg) in rs.segments.iter().enumerate() {
+            let index = index as SegIdx; // < MAX_SEGMENTS, checked
+            for &id in &seg.vlans {
+                if let Some(cell) = vlan.get_mut(usize::from(id)) {
+                    *cell = index;
+                }
+            }
+            for prefix in &seg.prefixes {
+                match prefix {
+                    IpNet::V4(net) => v4.push((u32::from(net.network()), net.prefix_len(), index)),
+                    IpNet::V6(net) => v6.push((u128::from(net.network()), net.prefix_len(), index)),
+                }
+            }
+        }
+        PlacementBase {
+            vlan,
+            v4,
+            v6,
+            anti_spoofing: rs.anti_spoofing,
+            segment_count: rs.segments.len(),
+        }
+    }
+}
+
+/// Segment placement: VLAN map and longest-prefix match over segment
+/// prefixes and endpoints, for IPv4 and IPv6, with anti-spoofing.
+#[derive(Debug)]
+pub struct SegmentMap {
+    /// Indexed by VLAN ID (0..4096); `NO_SEG` where no segment lists it.
+    vlan: Box<[SegIdx]>,
+    v4: Lpm<u32>,
+    v6: Lpm<u128>,
+    anti_spoofing: bool,
+}
+
+impl SegmentMap {
+    fn build(base: &PlacementBase, endpoints: &[EndpointDef]) -> Result<Self, CompileError> {
+        let mut ep4 = Vec::new();
+        let mut ep6 = Vec::new();
+        for ep in endpoints {
+            if ep.segment as usize >= base.segment_count {
+                return Err(ModelError::EndpointSegmentOutOfRange {
+                    ip: ep.ip,
+                    index: ep.segment,
+                    count: base.segment_count,
+                }
+                .into());
+            }
+            match ep.ip {
+                IpAddr::V4(ip) => ep4.push((u32::from(ip), 32, ep.segment)),
+                IpAddr::V6(ip) => ep6.push((u128::from(ip), 128, ep.segment)),
+            }
+        }
+        // Endpoints after prefixes: at an equal /32 or /128 the endpoint wins,
+        // and a later endpoint wins over an earlier one (see `reference`).
+        Ok(SegmentMap {
+            vlan: base.vlan.clone(),
+            v4: Lpm::build(base.v4.iter().copied().chain(ep4)),
+            v6: Lpm::build(base.v6.iter().copied().chain(ep6)),
+            anti_spoofing: base.anti_spoofing,
+        })
+    }
+
+    #[inline]
+    fn by_vlan(&self, vlan: Option<u16>) -> Option<SegIdx> {
+        let seg = self.vlan.get(usize::from(vlan?)).copied()?;
+        (seg != NO_SEG).then_some(seg)
+    }
+
+    #[inline]
+    fn place_src<K: AddrBits>(
+        &self,
+        lpm: &Lpm<K>,
+        vlan: Option<u16>,
+        src: K,
+    ) -> Result<SegIdx, PlaceError> {
+        match self.by_vlan(vlan) {
+            Some(by_vlan) => {
+                if self.anti_spoofing {
+                    if let Some(by_addr) = lpm.lookup(src) {
+                        if by_addr != by_vlan && by_addr != 0 {
+                            return Err(PlaceError::Spoofed);
+                        }
+                    }
+                }
+                Ok(by_vlan)
+            }
+            None => Ok(lpm.lookup(src).unwrap_or(0)),
+        }
+    }
+
+    /// Source segment of an IPv4 frame.
+    #[inline]
+    pub fn place_src_v4(&self, vlan: Option<u16>, src: u32) -> Result<SegIdx, PlaceError> {
+        self.place_src(&self.v4, vlan, src)
+    }
+
+    /// Source segment of an IPv6 frame.
+    #[inline]
+    pub fn place_src_v6(&self, vlan: Option<u16>, src: u128) -> Result<SegIdx, PlaceError> {
+        self.place_src(&self.v6, vlan, src)
+    }
+
+    /// Destination segment of an IPv4 address.
+    #[inline]
+    pub fn place_dst_v4(&self, dst: u32) -> SegIdx {
+        self.v4.lookup(dst).unwrap_or(0)
+    }
+
+    /// Destination segment of an IPv6 address.
+    #[inline]
+    pub fn place_dst_v6(&self, dst: u128) -> SegIdx {
+        self.v6.lookup(dst).unwrap_or(0)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rule tables
+// ---------------------------------------------------------------------------
+
+/// Header of one compiled table.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    /// Answer for protocols without a run: the first rule with an `any` spec.
+    other: u32,
+    proto_start: u32,
+    proto_len: u32,
+}
+
+/// The port intervals of one protocol in one table: `ends[start..start+len]`
+/// (inclusive upper ends, ascending, the last is 65535) and the deciding rule
+/// of each interval in `rules[start..start+len]`.
+#[derive(Clone, Copy, Debug)]
+struct ProtoRun {
+    proto: u8,
+    start: u32,
+    len: u32,
+}
+
+/// Every compiled table, flattened into shared arrays.
+#[derive(Debug, Default)]
+struct Tables {
+    heads: Vec<Head>,
+    runs: Vec<ProtoRun>,
+    ends: Vec<u16>,
+    rules: Vec<u32>,
+}
+
+impl Tables {
+    /// First rule of `table` matching (`proto`, `port`), or `NO_RULE`.
+    #[inline]
+    fn lookup(&self, table: u32, proto: u8, port: u16) -> u32 {
+        let Some(head) = self.heads.get(table as usize) else {
+            return NO_RULE;
+        };
+        let start = head.proto_start as usize;
+        let runs = self.runs.get(start..start + head.proto_len as usize).unwrap_or(&[]);
+        let Some(run) = runs.iter().find(|run| run.proto == proto) else {
+            return head.other;
+        };
+        let start = run.start as usize;
+        let end = start + run.len as usize;
+        let ends = self.ends.get(start..end).unwrap_or(&[]);
+        let at = ends.partition_point(|&e| e < port);
+        self.rules.get(start + at).copied().unwrap_or(NO_RULE)
+    }
+}
+
+/// (source class, destination class) → table holding every rule that
+/// applies to the pair, for pairs that some rule with two segment lists
+/// selects.
+#[derive(Debug)]
+enum PairIndex {
+    Dense { dst_classes: usize, cells: Box<[u32]> },
+    Sparse(HashMap<u64, u32>),
+}
+
+impl PairIndex {
+    #[inline]
+    fn get(&self, src: u32, dst: u32) -> u32 {
+        match self {
+            PairIndex::Dense { dst_classes, cells } => cells
+                .get(src as usize * *dst_classes + dst as usize)
+                .copied()
+                .unwrap_or(NO_TABLE),
+            PairIndex::Sparse(map) => map.get(&pair_key(src, dst)).copied().unwrap_or(NO_TABLE),
+        }
+    }
+}
+
+fn pair_key(src: u32, dst: u32) -> u64 {
+    (u64::from(src) << 32) | u64::from(dst)
+}
+
+/// Everything that depends on segments and rules but not on endpoints.
+#[derive(Debug)]
+struct RuleTables {
+    /// Per segment index: its source / destination class. Class 0 is the
+    /// class of segments that no segment list selects (and of unknown indices).
+    src_class: Box<[u32]>,
+    dst_class: Box<[u32]>,
+    /// Per source class: table of the rules `any → any` and `class → any`.
+    src_table: Box<[u32]>,
+    /// Per destination class: table of the rules `any → class`, or `NO_TABLE`.
+    dst_table: Box<[u32]>,
+    pairs: PairIndex,
+    tables: Tables,
+    rule_action: Box<[Action]>,
+    rule_log: Box<[bool]>,
+    rule_names: Box<[String]>,
+    default_action: Action,
+    monitor: Box<[bool]>,
+    segment_ids: Box<[SegmentId]>,
+    segment_names: Box<[String]>,
+    index_of: HashMap<SegmentId, SegIdx>,
+}
+
+impl RuleTables {
+    /// First matching rule index, or `NO_RULE`.
+    #[inline]
+    fn first_match(&self, q: &FlowQuery) -> u32 {
+        let src = self.src_class.get(q.src as usize).copied().unwrap_or(0);
+        let dst = self.dst_class.get(q.dst as usize).copied().unwrap_or(0);
+        let pair = self.pairs.get(src, dst);
+        if pair != NO_TABLE {
+            return self.tables.lookup(pair, q.proto, q.port);
+        }
+        let mut best = match self.src_table.get(src as usize) {
+            Some(&table) => self.tables.lookup(table, q.proto, q.port),
+            None => NO_RULE,
+        };
+        if let Some(&table) = self.dst_table.get(dst as usize) {
+            if table != NO_TABLE {
+                best = best.min(self.tables.lookup(table, q.proto, q.port));
+            }
+        }
+        best
+    }
+
+    fn build(rs: &Ruleset) -> Result<Self, CompileError> {
+        let segment_count = rs.segments.len();
+
+        // 1. Intern the distinct segment lists (`None` = `any`).
+        let mut set_ids: HashMap<&[SegIdx], u32> = HashMap::new();
+        let mut sets: Vec<&[SegIdx]> = Vec::new();
+        let mut rule_sets = Vec::with_capacity(rs.rules.len());
+        for rule in &rs.rules {
+            let from = intern(&rule.from, &mut set_ids, &mut sets);
+            let to = intern(&rule.to, &mut set_ids, &mut sets);
+            rule_sets.push((from, to));
+        }
+        drop(set_ids);
+
+        // 2. Source and destination classes.
+        let used_from: Vec<u32> = distinct(rule_sets.iter().filter_map(|&(from, _)| from));
+        let used_to: Vec<u32> = distinct(rule_sets.iter().filter_map(|&(_, to)| to));
+        let src = Classes::build(segment_count, &sets, &used_from);
+        let dst = Classes::build(segment_count, &sets, &used_to);
+
+        // 3. Sort the rules by which sides are `any`.
+        let mut any_any: Vec<u32> = Vec::new();
+        let mut from_list: Vec<Vec<u32>> = vec![Vec::new(); src.count];
+        let mut to_list: Vec<Vec<u32>> = vec![Vec::new(); dst.count];
+        let mut both: Vec<(u64, u32)> = Vec::new();
+        for (index, &(from, to)) in rule_sets.iter().enumerate() {
+            let index = index as u32; // < MAX_RULES, checked
+            match (from, to) {
+                (None, None) => any_any.push(index),
+                (Some(from), None) => {
+                    for &class in src.of_set(from) {
+                        push_at(&mut from_list, class, index);
+                    }
+                }
+                (None, Some(to)) => {
+                    for &class in dst.of_set(to) {
+                        push_at(&mut to_list, class, index);
+                    }
+                }
+                (Some(from), Some(to)) => {
+                    let (from, to) = (src.of_set(from), dst.of_set(to));
+                    let count = both.len() + from.len() * to.len();
+                    if count > MAX_PAIR_ENTRIES {
+                        return Err(CompileError::TooLarge {
+                            what: "segment-pair rule entries",
+                            count,
+                            limit: MAX_PAIR_ENTRIES,
+                        });
+                    }
+                    for &s in from {
+                        for &d in to {
+                            both.push((pair_key(s, d), index));
+                        }
+                    }
+                }
+            }
+        }
+        both.sort_unstable();
+
+        // 4. Compile the tables.
+        let mut builder = TableBuilder::new(&rs.rules);
+        let mut list = Vec::new();
+        let mut src_table = Vec::with_capacity(src.count);
+        for class_rules in &from_list {
+            list.clear();
+            list.extend_from_slice(builder.prefix(&any_any));
+            list.extend_from_slice(builder.prefix(class_rules));
+            list.sort_unstable();
+            src_table.push(builder.table(&list)?);
+        }
+        let mut dst_table = Vec::with_capacity(dst.count);
+        for class_rules in &to_list {
+            if class_rules.is_empty() {
+                dst_table.push(NO_TABLE);
+            } else {
+                dst_table.push(builder.table(class_rules)?);
+            }
+        }
+        let cells = src.count.saturating_mul(dst.count);
+        let mut pairs = if cells <= MAX_DENSE_PAIR_CELLS {
+            PairIndex::Dense {
+                dst_classes: dst.count,
+                cells: vec![NO_TABLE; cells].into_boxed_slice(),
+            }
+        } else {
+            PairIndex::Sparse(HashMap::new())
+        };
+        for group in both.chunk_by(|a, b| a.0 == b.0) {
+            let key = group[0].0;
+            let (s, d) = ((key >> 32) as u32, key as u32);
+            list.clear();
+            list.extend_from_slice(builder.prefix(&any_any));
+            list.extend_from_slice(builder.prefix(from_list.get(s as usize).map_or(&[], Vec::as_slice)));
+            list.extend_from_slice(builder.prefix(to_list.get(d as usize).map_or(&[], Vec::as_slice)));
+            // The pair's own rules are ascending; none after the first `any` one can decide.
+            for &(_, rule) in group {
+                list.push(rule);
+                if builder.has_any(rule) {
+                    break;
+                }
+            }
+            list.sort_unstable();
+            let table = builder.table(&list)?;
+            match &mut pairs {
+                PairIndex::Dense { dst_classes, cells } => {
+                    if let Some(cell) = cells.get_mut(s as usize * *dst_classes + d as usize) {
+                        *cell = table;
+                    }
+                }
+                PairIndex::Sparse(map) => {
+                    map.insert(key, table);
+                }
+            }
+        }
+
+        let index_of = rs
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(index, seg)| (seg.id, index as SegIdx))
+            .collect();
+        Ok(RuleTables {
+            src_class: src.of_segment.into_boxed_slice(),
+            dst_class: dst.of_segment.into_boxed_slice(),
+            src_table: src_table.into_boxed_slice(),
+            dst_table: dst_table.into_boxed_slice(),
+            pairs,
+            tables: builder.finish(),
+            rule_action: rs.rules.iter().map(|r| r.action).collect(),
+            rule_log: rs.rules.iter().map(|r| r.log).collect(),
+            rule_names: rs.rules.iter().map(|r| r.name.clone()).collect(),
+            default_action: rs.default_action,
+            monitor: rs.segments.iter().map(|s| s.mode == Mode::Monitor).collect(),
+            segment_ids: rs.segments.iter().map(|s| s.id).collect(),
+            segment_names: rs.segments.iter().map(|s| s.name.clone()).collect(),
+            index_of,
+        })
+    }
+}
+
+/// Id of a segment list (`None` for `any`), interning new lists.
+fn intern<'r>(
+    set: &'r SegmentSet,
+    ids: &mut HashMap<&'r [SegIdx], u32>,
+    sets: &mut Vec<&'r [SegIdx]>,
+) -> Option<u32> {
+    match set {
+        SegmentSet::Any => None,
+        SegmentSet::List(list) => Some(*ids.entry(list.as_slice()).or_insert_with(|| {
+            sets.push(list.as_slice());
+            (sets.len() - 1) as u32
+        })),
+    }
+}
+
+fn push_at(lists: &mut [Vec<u32>], at: u32, value: u32) {
+    if let Some(list) = lists.get_mut(at as usize) {
+        list.push(value);
+    }
+}
+
+fn distinct(values: impl Iterator<Item = u32>) -> Vec<u32> {
+    let mut values: Vec<u32> = values.collect();
+    values.sort_unstable();
+    values.dedup();
+    values
+}
+
+/// Equivalence classes of segments on one side (source or destination):
+/// two segments share a class when exactly the same segment lists select them.
+struct Classes {
+    of_segment: Vec<u32>,
+    /// Per interned set id: the distinct classes of its members (empty for
+    /// sets not used on this side).
+    of_set: Vec<Vec<u32>>,
+    count: usize,
+}
+
+impl Classes {
+    fn build(segment_count: usize, sets: &[&[SegIdx]], used: &[u32]) -> Classes {
+        let mut signature: Vec<Vec<u32>> = vec![Vec::new(); segment_count];
+        for &set in used {
+            for &seg in sets.get(set as usize).copied().unwrap_or(&[]) {
+                if let Some(sig) = signature.get_mut(seg as usize) {
+                    sig.push(set);
+                }
+            }
+        }
+        let mut ids: HashMap<Vec<u32>, u32> = HashMap::new();
+        ids.insert(Vec::new(), 0);
+        let mut of_segment = Vec::with_capacity(segment_count);
+        for sig in signature {
+            let next = ids.len() as u32;
+            of_segment.push(*ids.entry(sig).or_insert(next));
+        }
+        let mut of_set = vec![Vec::new(); sets.len()];
+        for &set in used {
+            let members = sets.get(set as usize).copied().unwrap_or(&[]);
+            let classes = distinct(
+                members.iter().filter_map(|&seg| of_segment.get(seg as usize).copied()),
+            );
+            if let Some(slot) = of_set.get_mut(set as usize) {
+                *slot = classes;
+            }
+        }
+        Classes { of_segment, of_set, count: ids.len() }
+    }
+
+    fn of_set(&self, set: u32) -> &[u32] {
+        self.of_set.get(set as usize).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// One port-range claim while painting: rule `rule` matches `lo..=hi`.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    proto: u8,
+    lo: u16,
+    hi: u16,
+    rule: u32,
+}
+
+/// Builds and deduplicates tables.
+struct TableBuilder<'a> {
+    rules: &'a [RuleDef],
+    /// Per rule: does one of its specs match every protocol (`any`)?
+    any: Vec<bool>,
+    tables: Tables,
+    by_list: HashMap<Box<[u32]>, u32>,
+    claims: Vec<Claim>,
+    starts: Vec<u32>,
+    paint: Vec<u32>,
+    next: Vec<u32>,
+}
+
+impl<'a> TableBuilder<'a> {
+    fn new(rules: &'a [RuleDef]) -> Self {
+        TableBuilder {
+            rules,
+            any: rules
+                .iter()
+                .map(|r| r.services.iter().any(|s| matches!(s, ServiceSpec::Any)))
+                .collect(),
+            tables: Tables::default(),
+            by_list: HashMap::new(),
+            claims: Vec::new(),
+            starts: Vec::new(),
+            paint: Vec::new(),
+            next: Vec::new(),
+        }
+    }
+
+    fn has_any(&self, rule: u32) -> bool {
+        self.any.get(rule as usize).copied().unwrap_or(false)
+    }
+
+    /// The part of an ascending rule list that can ever decide: up to and
+    /// including its first rule with an `any` spec.
+    fn prefix<'l>(&self, list: &'l [u32]) -> &'l [u32] {
+        match list.iter().position(|&r| self.has_any(r)) {
+            Some(at) => &list[..=at],
+            None => list,
+        }
+    }
+
+    /// The table of an ascending rule list, built once per distinct list.
+    fn table(&mut self, list: &[u32]) -> Result<u32, CompileError> {
+        let list = self.prefix(list);
+        if let Some(&table) = self.by_list.get(list) {
+            return Ok(table);
+        }
+        let id = self.tables.heads.len();
+        if id >= MAX_TABLES {
+            return Err(CompileError::TooLarge {
+                what: "compiled tables",
+                count: id + 1,
+                limit: MAX_TABLES,
+            });
+        }
+        let id = id as u32;
+        self.paint_table(list);
+        self.by_list.insert(list.into(), id);
+        Ok(id)
+    }
+
+    fn paint_table(&mut self, list: &[u32]) {
+        let other = match list.last() {
+            Some(&last) if self.has_any(last) => last,
+            _ => NO_RULE,
+        };
+        self.claims.clear();
+        for &rule in list {
+            let Some(def) = self.rules.get(rule as usize) else {
+                continue;
+            };
+            for spec in &def.services {
+                let (proto, lo, hi) = match *spec {
+                    ServiceSpec::Any => continue,
+                    ServiceSpec::Ports { proto, lo, hi } => (proto, lo, hi),
+                    ServiceSpec::IcmpTypes { proto, lo, hi } => (proto, u16::from(lo), u16::from(hi)),
+                    ServiceSpec::Proto(proto) => (proto, 0, u16::MAX),
+                };
+                self.claims.push(Claim { proto, lo, hi, rule });
+            }
+        }
+        // Stable: within a protocol, claims stay in rule order.
+        self.claims.sort_by_key(|c| c.proto);
+        let proto_start = self.tables.runs.len() as u32;
+        let claims = std::mem::take(&mut self.claims);
+        for group in claims.chunk_by(|a, b| a.proto == b.proto) {
+            self.paint_proto(group, other);
+        }
+        self.claims = claims;
+        let proto_len = self.tables.runs.len() as u32 - proto_start;
+        self.tables.heads.push(Head { other, proto_start, proto_len });
+    }
+
+    /// Paint the claims of one protocol, in rule order, onto the elementary
+    /// intervals their bounds cut 0..=65535 into; each interval keeps the
+    /// first rule that claims it. A "next unpainted interval" union-find
+    /// makes this near-linear in the number of claims.
+    fn paint_proto(&mut self, claims: &[Claim], other: u32) {
+        let Some(first) = claims.first() else {
+            return;
+        };
+        self.starts.clear();
+        self.starts.push(0);
+        for c in claims {
+            self.starts.push(u32::from(c.lo));
+            self.starts.push(u32::from(c.hi) + 1);
+        }
+        self.starts.sort_unstable();
+        self.starts.dedup();
+        // 65536 is a start past the end: the intervals are starts[k]..starts[k+1].
+        if self.starts.last() != Some(&65536) {
+            self.starts.push(65536);
+        }
+        let count = self.starts.len() - 1;
+        self.paint.clear();
+        self.paint.resize(count, NO_RULE);
+        self.next.clear();
+        self.next.extend(0..=count as u32);
+        let mut left = count;
+        for c in claims {
+            if left == 0 {
+                break;
+            }
+            let a = self.starts.partition_point(|&s| s < u32::from(c.lo));
+            let b = self.starts.partition_point(|&s| s < u32::from(c.hi) + 1);
+            let mut k = find(&mut self.next, a as u32) as usize;
+            while k < b {
+                self.paint[k] = c.rule;
+                self.next[k] = k as u32 + 1;
+                left -= 1;
+                k = find(&mut self.next, k as u32 + 1) as usize;
+            }
+        }
+        let start = self.tables.ends.len() as u32;
+        for k in 0..count {
+            let rule = if self.paint[k] == NO_RULE { other } else { self.paint[k] };
+            let end = (self.starts[k + 1] - 1) as u16;
+            if self.tables.rules.len() as u32 > start && self.tables.rules.last() == Some(&rule) {
+                if let Some(last) = self.tables.ends.last_mut() {
+                    *last = end;
+                }
+            } else {
+                self.tables.ends.push(end);
+                self.tables.rules.push(rule);
+            }
+        }
+        let len = self.tables.ends.len() as u32 - start;
+        self.tables.runs.push(ProtoRun { proto: first.proto, start, len });
+    }
+
+    fn finish(self) -> Tables {
+        self.tables
+    }
+}
+
+/// Root of `x` in the "next unpainted" forest, halving paths on the way.
+fn find(next: &mut [u32], mut x: u32) -> u32 {
+    while next[x as usize] != x {
+        let parent = next[x as usize];
+        next[x as usize] = next[parent as usize];
+        x = parent;
+    }
+    x
+}
+
+// ---------------------------------------------------------------------------
+// The compiled policy
+// ---------------------------------------------------------------------------
+
+/// A compiled policy: placement plus rule tables. Immutable, `Send + Sync`,
+/// cheap to clone (two `Arc`s).
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    base: Arc<PlacementBase>,
+    placement: Arc<SegmentMap>,
+    rules: Arc<RuleTables>,
+}
+
+impl CompiledPolicy {
+    /// Compile a ruleset (its endpoints included). Fails on a ruleset that
+    /// breaks an invariant or exceeds a compile limit; never panics.
+    pub fn compile(rs: &Ruleset) -> Result<CompiledPolicy, CompileError> {
+        rs.check()?;
+        let base = Arc::new(PlacementBase::new(rs));
+        let placement = Arc::new(SegmentMap::build(&base, &rs.endpoints)?);
+        let rules = Arc::new(RuleTables::build(rs)?);
+        Ok(CompiledPolicy { base, placement, rules })
+    }
+
+    /// Same rule tables (shared, not recompiled), new endpoint set.
+    pub fn with_endpoints(&self, endpoints: &[EndpointDef]) -> Result<CompiledPolicy, CompileError> {
+        Ok(CompiledPolicy {
+            base: Arc::clone(&self.base),
+            placement: Arc::new(SegmentMap::build(&self.base, endpoints)?),
+            rules: Arc::clone(&self.rules),
+        })
+    }
+
+    /// The placement structure alone.
+    pub fn segment_map(&self) -> &SegmentMap {
+        &self.placement
+    }
+
+    /// Do `self` and `other` share the same rule tables (one was derived from
+    /// the other by [`CompiledPolicy::with_endpoints`])?
+    pub fn shares_rules_with(&self, other: &CompiledPolicy) -> bool {
+        Arc::ptr_eq(&self.rules, &other.rules)
+    }
+
+    #[inline]
+    pub fn place_src_v4(&self, vlan: Option<u16>, src: u32) -> Result<SegIdx, PlaceError> {
+        self.placement.place_src_v4(vlan, src)
+    }
+
+    #[inline]
+    pub fn place_src_v6(&self, vlan: Option<u16>, src: u128) -> Result<SegIdx, PlaceError> {
+        self.placement.place_src_v6(vlan, src)
+    }
+
+    #[inline]
+    pub fn place_dst_v4(&self, dst: u32) -> SegIdx {
+        self.placement.place_dst_v4(dst)
+    }
+
+    #[inline]
+    pub fn place_dst_v6(&self, dst: u128) -> SegIdx {
+        self.placement.place_dst_v6(dst)
+    }
+
+    pub fn place_src(&self, vlan: Option<u16>, src: IpAddr) -> Result<SegIdx, PlaceError> {
+        match src {
+            IpAddr::V4(ip) => self.place_src_v4(vlan, u32::from(ip)),
+            IpAddr::V6(ip) => self.place_src_v6(vlan, u128::from(ip)),
+        }
+    }
+
+    pub fn place_dst(&self, dst: IpAddr) -> SegIdx {
+        match dst {
+            IpAddr::V4(ip) => self.place_dst_v4(u32::from(ip)),
+            IpAddr::V6(ip) => self.place_dst_v6(u128::from(ip)),
+        }
+    }
+
+    /// Judge a new connection. No allocation; an unknown segment index is
+    /// treated as a segment that no list selects, in enforce mode.
+    #[inline]
+    pub fn decide(&self, q: &FlowQuery) -> Decision {
+        let rules = &*self.rules;
+        let index = rules.first_match(q);
+        let (action, rule, log) = match rules.rule_action.get(index as usize) {
+            Some(&action) => (
+                action,
+                RuleRef::Rule(index),
+                rules.rule_log.get(index as usize).copied().unwrap_or(false),
+            ),
+            None => (rules.default_action, RuleRef::Default, false),
+        };
+        let monitored = rules.monitor.get(q.dst as usize).copied().unwrap_or(false);
+        if action == Action::Deny && monitored {
+            Decision { action: Action::Allow, rule, log, monitor: true }
+        } else {
+            Decision { action, rule, log, monitor: false }
+        }
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.rules.segment_ids.len()
+    }
+
+    /// The stable id of a segment index (world's for an unknown index).
+    pub fn segment_id(&self, idx: SegIdx) -> SegmentId {
+        self.rules.segment_ids.get(idx as usize).copied().unwrap_or(SegmentId::WORLD)
+    }
+
+    pub fn segment_index(&self, id: SegmentId) -> Option<SegIdx> {
+        self.rules.index_of.get(&id).copied()
+    }
+
+    /// The name of a segment index (`"?"` for an unknown index).
+    pub fn segment_name(&self, idx: SegIdx) -> &str {
+        self.rules.segment_names.get(idx as usize).map_or("?", String::as_str)
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.rule_names.len()
+    }
+
+    /// `"default"` for [`RuleRef::Default`], `"?"` for an unknown index.
+    pub fn rule_name(&self, rule: RuleRef) -> &str {
+        match rule {
+            RuleRef::Default => "default",
+            RuleRef::Rule(index) => self.rules.rule_names.get(index as usize).map_or("?", String::as_str),
+        }
+    }
+
+    /// Distinct compiled tables (identical rule lists share one).
+    pub fn table_count(&self) -> usize {
+        self.rules.tables.heads.len()
+    }
+}

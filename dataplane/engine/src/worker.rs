@@ -1,0 +1,139 @@
+//! The DPDK side of a worker: poll the RX queue this worker owns on every
+//! port, run the burst through the [`Pipeline`], transmit survivors on the
+//! paired port's TX queue, free the rest. Run to completion; no locks, no
+//! allocation in the loop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bulkhead_dpdk::{MbufBurst, RxQueue, TxQueue};
+
+use crate::handover::{PolicyHandle, PolicySnapshot};
+use crate::idle::{Backoff, IdleMode};
+use crate::pipeline::Pipeline;
+use crate::stats::{slot, EngineDrop, Fate, SharedCounters, Side};
+use crate::BURST;
+
+/// Connection-table slots examined per loop iteration by the expiry walk.
+const EXPIRE_SLICE: usize = 64;
+
+/// The queues of one wire a worker owns: RX and TX queue `i` of both ports.
+#[derive(Debug)]
+pub struct WireQueues {
+    pub rx: [RxQueue; 2],
+    pub tx: [TxQueue; 2],
+}
+
+/// Everything a worker thread owns.
+#[derive(Debug)]
+pub struct Worker {
+    pub index: usize,
+    pub wires: Vec<WireQueues>,
+    pub pipeline: Pipeline,
+    pub policy: Arc<PolicyHandle>,
+    pub shared: Arc<SharedCounters>,
+    pub stop: Arc<AtomicBool>,
+    pub idle: IdleMode,
+    pub tsc_hz: u64,
+    /// TSC value of the engine clock's zero (shared by all workers).
+    pub base_tsc: u64,
+}
+
+impl Worker {
+    /// Run until `stop` is set. Returns after publishing final counters.
+    pub fn run(mut self) {
+        let mut snap: Arc<PolicySnapshot> = self.policy.load();
+        self.shared.set_generation(snap.generation);
+        let mut burst: MbufBurst<BURST> = MbufBurst::new();
+        let mut fates = [Fate::Forward; BURST];
+        let mut backoff = Backoff::default();
+        let clock = Clock::new(self.tsc_hz, self.base_tsc);
+        while !self.stop.load(Ordering::Relaxed) {
+            // Policy hand-over at the burst boundary.
+            if self.policy.generation() != snap.generation {
+                snap = self.policy.load();
+                self.shared.set_generation(snap.generation);
+            }
+            let start = bulkhead_dpdk::tsc();
+            let now = clock.ns(start);
+            let mut received = 0usize;
+            for wire in self.wires.iter_mut() {
+                for side in [Side::A, Side::B] {
+                    let n = wire.rx[side.index()].rx_burst(&mut burst);
+                    if n == 0 {
+                        continue;
+                    }
+                    received += n;
+                    let mut frames: [&[u8]; BURST] = [&[]; BURST];
+                    for (f, m) in frames.iter_mut().zip(burst.iter()) {
+                        *f = m.data();
+                    }
+                    self.pipeline.process_burst(&snap, side, &frames[..n], now, &mut fates[..n]);
+                    forward(&mut burst, &fates[..n], &mut wire.tx[side.peer().index()], side.peer(), &mut self.pipeline);
+                }
+            }
+            self.pipeline.expire(&snap, now, EXPIRE_SLICE);
+            if received > 0 {
+                let c = self.pipeline.counters_mut();
+                c.add(slot::BUSY_CYCLES, bulkhead_dpdk::tsc().wrapping_sub(start));
+                c.add(slot::BUSY_PACKETS, received as u64);
+                backoff.reset();
+            } else {
+                backoff.idle(self.idle);
+            }
+            self.shared.publish(self.pipeline.counters());
+        }
+        self.shared.publish(self.pipeline.counters());
+    }
+}
+
+/// Keep the packets to forward, free the others, transmit, count what the
+/// device did not take.
+#[inline]
+fn forward(burst: &mut MbufBurst<BURST>, fates: &[Fate], tx: &mut TxQueue, out: Side, p: &mut Pipeline) {
+    let mut i = 0;
+    burst.retain_mut(|_| {
+        let keep = fates.get(i).copied() == Some(Fate::Forward);
+        i += 1;
+        keep
+    });
+    let mut bytes = 0u64;
+    for m in burst.iter() {
+        bytes += m.data().len() as u64;
+    }
+    let want = burst.len();
+    let sent = tx.tx_burst(burst);
+    let c = p.counters_mut();
+    if sent < want {
+        // TX never spins: free what the device did not take and count it.
+        for m in burst.iter() {
+            bytes -= m.data().len() as u64;
+        }
+        c.add(slot::ENGINE_DROP_BASE + EngineDrop::TxFull.index(), (want - sent) as u64);
+        burst.clear();
+    }
+    c.add(slot::TX_PKTS + out.index(), sent as u64);
+    c.add(slot::TX_BYTES + out.index(), bytes);
+}
+
+/// TSC to nanoseconds since the worker started, read once per burst.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    base: u64,
+    /// Nanoseconds per TSC tick as a 32.32 fixed-point number.
+    mult: u128,
+}
+
+impl Clock {
+    fn new(tsc_hz: u64, base: u64) -> Clock {
+        let hz = tsc_hz.max(1);
+        Clock {
+            base,
+            mult: (1_000_000_000u128 << 32) / u128::from(hz),
+        }
+    }
+    #[inline]
+    fn ns(&self, tsc: u64) -> u64 {
+        ((u128::from(tsc.wrapping_sub(self.base)) * self.mult) >> 32) as u64
+    }
+}
