@@ -38,7 +38,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eal_args.extend(["--no-huge", "-m", "512"]);
     }
     let eal = Eal::init(&eal_args)?;
-    let pool = Mempool::new(&eal, "shim_cost", 8191, 256, bulkhead_dpdk::DEFAULT_DATA_ROOM)?;
+    let pool = Mempool::new(
+        &eal,
+        "shim_cost",
+        8191,
+        256,
+        bulkhead_dpdk::DEFAULT_DATA_ROOM,
+    )?;
     let id = Port::by_name(&eal, "net_null0")?;
     let mut port = Port::configure(&eal, id, &PortConfig::default(), &pool)?;
     let mut rxq = port.rx_queue(0)?;

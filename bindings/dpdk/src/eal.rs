@@ -51,6 +51,10 @@ impl Eal {
     /// Example: `["--no-huge", "-m", "512", "--no-pci", "--file-prefix=x", "-l", "0",
     /// "--vdev=net_ring0"]`. Only the first call in a process can succeed; later calls
     /// return [`DpdkError::AlreadyInitialized`] (DPDK does not support re-initialisation).
+    ///
+    /// The EAL pins the calling thread to the main lcore (`-l`); threads spawned from it
+    /// afterwards inherit that CPU mask, so workers should pin themselves (`core_affinity`)
+    /// and then call [`register_thread`](Self::register_thread).
     pub fn init(args: &[&str]) -> Result<Eal, DpdkError> {
         let mut owned: Vec<CString> = Vec::with_capacity(args.len() + 1);
         owned.push(c_name("EAL argument", "bulkhead")?);

@@ -8,9 +8,34 @@ use bulkhead_dpdk::{
     DpdkError, Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig, Ring, RssState, DEFAULT_DATA_ROOM,
 };
 
+/// The EAL of a test process is never cleaned up (it lives in a static), so its runtime
+/// directory stays behind; remove those of earlier test processes that are gone.
+fn remove_stale_runtime_dirs() {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|_| !std::path::Path::new("/var/run/dpdk").exists())
+        .map(|d| std::path::PathBuf::from(d).join("dpdk"))
+        .unwrap_or_else(|| "/var/run/dpdk".into());
+    let Ok(entries) = std::fs::read_dir(&base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = ["bh-dpdk-test-", "bh-dpdk-args-"]
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 fn eal() -> &'static Eal {
     static EAL: OnceLock<Eal> = OnceLock::new();
     EAL.get_or_init(|| {
+        remove_stale_runtime_dirs();
         let prefix = format!("--file-prefix=bh-dpdk-test-{}", std::process::id());
         Eal::init(&[
             "--no-huge",
@@ -41,6 +66,19 @@ fn mbuf_with(p: &Mempool, bytes: &[u8]) -> Mbuf {
     let mut m = p.alloc().unwrap();
     m.append(bytes).unwrap();
     m
+}
+
+#[test]
+fn handles_cross_threads_as_documented() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Eal>();
+    send_sync::<Mempool>();
+    send_sync::<Ring>();
+    send::<Mbuf>();
+    send::<MbufBurst>();
+    send::<bulkhead_dpdk::RxQueue>();
+    send::<bulkhead_dpdk::TxQueue>();
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Start-up, the control loop and shutdown of a standalone appliance.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_classify::CompiledPolicy;
@@ -65,10 +64,9 @@ pub fn load_policy(path: &Path) -> Result<CompiledPolicy, RunError> {
     CompiledPolicy::compile(loaded.policy.ruleset()).map_err(|e| refuse(format!("  {e}")))
 }
 
-/// EAL arguments for this configuration.
+/// EAL arguments for this configuration (the program name is added by `Eal::init`).
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let mut args = vec![
-        "bulkheadd".to_string(),
         format!("--file-prefix=bulkhead-{}-{}", sanitize(&cfg.node.name), std::process::id()),
         "-l".to_string(),
         "0".to_string(),
@@ -98,7 +96,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let policy = load_policy(&cfg.policy.file)?;
     let args = eal_args(&cfg);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let eal = Arc::new(Eal::init(&argv)?);
+    let eal = Eal::init(&argv)?;
     let mut wires = Vec::new();
     for w in &cfg.dataplane.wire {
         let mut pair = [0; 2];
@@ -157,7 +155,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         source,
     })?;
     let (nseg, nrules) = (policy.segment_count(), policy.rule_count());
-    let engine = Engine::start(eal.clone(), ecfg, policy)?;
+    let engine = Engine::start(&eal, ecfg, policy)?;
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).map_err(RunError::Signals)?;
     eprintln!(
         "bulkheadd: {} workers running on cores {:?}; {} wire(s); policy {} generation 1 ({} segments, {} rules)",

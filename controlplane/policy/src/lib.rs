@@ -104,7 +104,7 @@ pub fn validate_full(source: &str, origin: &str) -> Result<Loaded, Vec<Diagnosti
             origin: origin.to_string(),
             object: Some(format!("test {}", t.name)),
             line: t.line,
-            column: 0,
+            column: t.column,
             message: format!(
                 "failed: {}: expected {}{}, got {} by rule {}",
                 t.flow,

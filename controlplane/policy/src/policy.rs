@@ -63,6 +63,7 @@ pub struct TestOutcome {
     /// The test's name, or `#N` (1-based position).
     pub name: String,
     pub line: u32,
+    pub column: u32,
     pub passed: bool,
     pub expected: Action,
     /// The rule name (or `default`) the test requires, if any.
@@ -273,6 +274,7 @@ impl Policy {
                 TestOutcome {
                     name: t.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
                     line: t.at.0.line,
+                    column: t.at.0.col,
                     passed: got == t.expect && rule_ok,
                     expected: t.expect,
                     expected_rule: t.rule.as_ref().map(|r| r.v.clone()),

@@ -46,6 +46,32 @@ pub const MAX_PAIR_ENTRIES: usize = 1 << 25;
 pub const MAX_DENSE_PAIR_CELLS: usize = 1 << 22;
 /// Most distinct compiled tables.
 pub const MAX_TABLES: usize = 1 << 24;
+/// Most rule-list entries copied while merging exact-mode pair tables.
+pub const MAX_MERGE_WORK: usize = 1 << 26;
+
+/// Compile tuning. The defaults suit production; tests lower them to force
+/// every code path on small rulesets. Every setting gives the same answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Largest expansion (Σ over rules with two segment lists of
+    /// |source classes| × |destination classes|) compiled in exact mode.
+    pub exact_budget: usize,
+    /// Split mode: rules at most this wide are expanded into pair tables;
+    /// wider ones go to the wide-rule index.
+    pub narrow_width: usize,
+    /// Largest dense pair matrix; beyond it the pair index is a hash map.
+    pub max_dense_pair_cells: usize,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            exact_budget: 1 << 22,
+            narrow_width: 16,
+            max_dense_pair_cells: MAX_DENSE_PAIR_CELLS,
+        }
+    }
+}
 
 /// Why a [`Ruleset`] could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +269,13 @@ impl SegmentMap {
         }
     }
 
+    /// The segment listing this VLAN, if any (used by the engine's
+    /// connection keys; see `bulkhead-engine`'s pipeline docs).
+    #[inline]
+    pub fn vlan_segment(&self, vlan: u16) -> Option<SegIdx> {
+        self.by_vlan(Some(vlan))
+    }
+
     /// Source segment of an IPv4 frame.
     #[inline]
     pub fn place_src_v4(&self, vlan: Option<u16>, src: u32) -> Result<SegIdx, PlaceError> {
@@ -358,6 +391,15 @@ struct RuleTables {
     /// Per destination class: table of the rules `any → class`, or `NO_TABLE`.
     dst_table: Box<[u32]>,
     pairs: PairIndex,
+    /// Exact mode: a pair table holds every rule of its pair, and there are
+    /// no wide rules. Split mode: pair tables hold only the pair's narrow
+    /// rules; the answer is the first of pair, class tables and wide scans.
+    exact: bool,
+    /// Split mode: wide rules indexed by source class (destination checked
+    /// by membership) and by destination class (source checked).
+    wide_src: WideIndex,
+    wide_dst: WideIndex,
+    claims: RuleClaims,
     tables: Tables,
     rule_action: Box<[Action]>,
     rule_log: Box<[bool]>,
@@ -376,7 +418,7 @@ impl RuleTables {
         let src = self.src_class.get(q.src as usize).copied().unwrap_or(0);
         let dst = self.dst_class.get(q.dst as usize).copied().unwrap_or(0);
         let pair = self.pairs.get(src, dst);
-        if pair != NO_TABLE {
+        if self.exact && pair != NO_TABLE {
             return self.tables.lookup(pair, q.proto, q.port);
         }
         let mut best = match self.src_table.get(src as usize) {
@@ -388,10 +430,14 @@ impl RuleTables {
                 best = best.min(self.tables.lookup(table, q.proto, q.port));
             }
         }
-        best
+        if pair != NO_TABLE {
+            best = best.min(self.tables.lookup(pair, q.proto, q.port));
+        }
+        best = self.wide_src.scan(src, dst, q.proto, q.port, best, &self.claims);
+        self.wide_dst.scan(dst, src, q.proto, q.port, best, &self.claims)
     }
 
-    fn build(rs: &Ruleset) -> Result<Self, CompileError> {
+    fn build(rs: &Ruleset, options: &CompileOptions) -> Result<Self, CompileError> {
         let segment_count = rs.segments.len();
 
         // 1. Intern the distinct segment lists (`None` = `any`).
@@ -411,11 +457,13 @@ impl RuleTables {
         let src = Classes::build(segment_count, &sets, &used_from);
         let dst = Classes::build(segment_count, &sets, &used_to);
 
-        // 3. Sort the rules by which sides are `any`.
+        // 3. Sort the rules by which sides are `any`; measure the expansion
+        // of the rules with two segment lists into class pairs.
         let mut any_any: Vec<u32> = Vec::new();
         let mut from_list: Vec<Vec<u32>> = vec![Vec::new(); src.count];
         let mut to_list: Vec<Vec<u32>> = vec![Vec::new(); dst.count];
-        let mut both: Vec<(u64, u32)> = Vec::new();
+        let mut list_rules: Vec<(u32, u32, u32)> = Vec::new();
+        let mut expansion = 0usize;
         for (index, &(from, to)) in rule_sets.iter().enumerate() {
             let index = index as u32; // < MAX_RULES, checked
             match (from, to) {
@@ -431,34 +479,56 @@ impl RuleTables {
                     }
                 }
                 (Some(from), Some(to)) => {
-                    let (from, to) = (src.of_set(from), dst.of_set(to));
-                    let count = both.len() + from.len() * to.len();
-                    if count > MAX_PAIR_ENTRIES {
-                        return Err(CompileError::TooLarge {
-                            what: "segment-pair rule entries",
-                            count,
-                            limit: MAX_PAIR_ENTRIES,
-                        });
-                    }
-                    for &s in from {
-                        for &d in to {
-                            both.push((pair_key(s, d), index));
-                        }
+                    let width = src.of_set(from).len().saturating_mul(dst.of_set(to).len());
+                    expansion = expansion.saturating_add(width);
+                    list_rules.push((index, from, to));
+                }
+            }
+        }
+        // Exact mode: every pair's table holds every rule that applies to it
+        // (one lookup). Only when the expansion and the merging stay small.
+        let longest = |lists: &[Vec<u32>]| lists.iter().map(Vec::len).max().unwrap_or(0);
+        let merge_work = expansion
+            .saturating_mul(1 + any_any.len() + longest(&from_list) + longest(&to_list));
+        let exact = expansion <= options.exact_budget && merge_work <= MAX_MERGE_WORK;
+
+        // 4. Expand narrow rules into class pairs; index wide ones by their
+        // smaller side (split mode only).
+        let mut both: Vec<(u64, u32)> = Vec::new();
+        let mut wide_src = WideBuilder::default();
+        let mut wide_dst = WideBuilder::default();
+        for &(index, from, to) in &list_rules {
+            let (fc, tc) = (src.of_set(from), dst.of_set(to));
+            let width = fc.len() * tc.len();
+            if exact || width <= options.narrow_width {
+                let count = both.len() + width;
+                if count > MAX_PAIR_ENTRIES {
+                    return Err(CompileError::TooLarge {
+                        what: "segment-pair rule entries",
+                        count,
+                        limit: MAX_PAIR_ENTRIES,
+                    });
+                }
+                for &s in fc {
+                    for &d in tc {
+                        both.push((pair_key(s, d), index));
                     }
                 }
+            } else if fc.len() <= tc.len() {
+                wide_src.add(fc, index, to);
+            } else {
+                wide_dst.add(tc, index, from);
             }
         }
         both.sort_unstable();
 
-        // 4. Compile the tables.
+        // 5. Compile the tables.
         let mut builder = TableBuilder::new(&rs.rules);
         let mut list = Vec::new();
         let mut src_table = Vec::with_capacity(src.count);
+        let any_any_prefix = builder.prefix(&any_any);
         for class_rules in &from_list {
-            list.clear();
-            list.extend_from_slice(builder.prefix(&any_any));
-            list.extend_from_slice(builder.prefix(class_rules));
-            list.sort_unstable();
+            merge_sorted(any_any_prefix, builder.prefix(class_rules), &mut list);
             src_table.push(builder.table(&list)?);
         }
         let mut dst_table = Vec::with_capacity(dst.count);
@@ -470,7 +540,7 @@ impl RuleTables {
             }
         }
         let cells = src.count.saturating_mul(dst.count);
-        let mut pairs = if cells <= MAX_DENSE_PAIR_CELLS {
+        let mut pairs = if cells <= options.max_dense_pair_cells {
             PairIndex::Dense {
                 dst_classes: dst.count,
                 cells: vec![NO_TABLE; cells].into_boxed_slice(),
@@ -482,9 +552,11 @@ impl RuleTables {
             let key = group[0].0;
             let (s, d) = ((key >> 32) as u32, key as u32);
             list.clear();
-            list.extend_from_slice(builder.prefix(&any_any));
-            list.extend_from_slice(builder.prefix(from_list.get(s as usize).map_or(&[], Vec::as_slice)));
-            list.extend_from_slice(builder.prefix(to_list.get(d as usize).map_or(&[], Vec::as_slice)));
+            if exact {
+                list.extend_from_slice(builder.prefix(&any_any));
+                list.extend_from_slice(builder.prefix(from_list.get(s as usize).map_or(&[], Vec::as_slice)));
+                list.extend_from_slice(builder.prefix(to_list.get(d as usize).map_or(&[], Vec::as_slice)));
+            }
             // The pair's own rules are ascending; none after the first `any` one can decide.
             for &(_, rule) in group {
                 list.push(rule);
@@ -506,6 +578,8 @@ impl RuleTables {
             }
         }
 
+        let wide_src = wide_src.finish(src.count, &dst);
+        let wide_dst = wide_dst.finish(dst.count, &src);
         let index_of = rs
             .segments
             .iter()
@@ -516,6 +590,10 @@ impl RuleTables {
             src_class: src.of_segment.into_boxed_slice(),
             dst_class: dst.of_segment.into_boxed_slice(),
             src_table: src_table.into_boxed_slice(),
+            exact,
+            wide_src,
+            wide_dst,
+            claims: RuleClaims::new(&rs.rules),
             dst_table: dst_table.into_boxed_slice(),
             pairs,
             tables: builder.finish(),
@@ -544,6 +622,24 @@ fn intern<'r>(
             (sets.len() - 1) as u32
         })),
     }
+}
+
+/// `out` = the ascending merge of two ascending lists.
+fn merge_sorted(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
+    out.clear();
+    out.reserve(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        if x <= y {
+            out.push(x);
+            i += 1;
+        } else {
+            out.push(y);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(a.get(i..).unwrap_or(&[]));
+    out.extend_from_slice(b.get(j..).unwrap_or(&[]));
 }
 
 fn push_at(lists: &mut [Vec<u32>], at: u32, value: u32) {
@@ -601,6 +697,156 @@ impl Classes {
 
     fn of_set(&self, set: u32) -> &[u32] {
         self.of_set.get(set as usize).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Service specs of every rule in a compact form for the wide-rule scan.
+#[derive(Debug, Default)]
+struct RuleClaims {
+    /// Per rule: `claims[start[r]..start[r + 1]]`.
+    start: Box<[u32]>,
+    claims: Box<[ScanClaim]>,
+}
+
+/// `proto` is the protocol number, or `ANY_PROTO` for an `any` spec.
+#[derive(Clone, Copy, Debug)]
+struct ScanClaim {
+    proto: u16,
+    lo: u16,
+    hi: u16,
+}
+
+const ANY_PROTO: u16 = 256;
+
+impl RuleClaims {
+    fn new(rules: &[RuleDef]) -> Self {
+        let mut start = Vec::with_capacity(rules.len() + 1);
+        let mut claims = Vec::new();
+        for rule in rules {
+            start.push(claims.len() as u32);
+            for spec in &rule.services {
+                claims.push(match *spec {
+                    ServiceSpec::Any => ScanClaim { proto: ANY_PROTO, lo: 0, hi: u16::MAX },
+                    ServiceSpec::Ports { proto, lo, hi } => ScanClaim { proto: proto.into(), lo, hi },
+                    ServiceSpec::IcmpTypes { proto, lo, hi } => {
+                        ScanClaim { proto: proto.into(), lo: lo.into(), hi: hi.into() }
+                    }
+                    ServiceSpec::Proto(proto) => ScanClaim { proto: proto.into(), lo: 0, hi: u16::MAX },
+                });
+            }
+        }
+        start.push(claims.len() as u32);
+        RuleClaims { start: start.into_boxed_slice(), claims: claims.into_boxed_slice() }
+    }
+
+    /// Does one of `rule`'s specs match? Same meaning as [`ServiceSpec::matches`].
+    #[inline]
+    fn matches(&self, rule: u32, proto: u8, port: u16) -> bool {
+        let r = rule as usize;
+        let (Some(&a), Some(&b)) = (self.start.get(r), self.start.get(r + 1)) else {
+            return false;
+        };
+        self.claims.get(a as usize..b as usize).unwrap_or(&[]).iter().any(|c| {
+            (c.proto == u16::from(proto) || c.proto == ANY_PROTO) && c.lo <= port && port <= c.hi
+        })
+    }
+}
+
+/// One wide rule in the index of one class: the rule, and the classes of its
+/// other side (`members[start..start + len]`, ascending).
+#[derive(Clone, Copy, Debug)]
+struct WideEntry {
+    rule: u32,
+    start: u32,
+    len: u32,
+}
+
+/// Split mode: wide rules (long segment lists on both sides) indexed by the
+/// classes of their smaller side, in rule order. Lookup scans the entries of
+/// one class until the first whose service matches and whose other side
+/// holds the other class: cost grows with the number of wide rules that
+/// select the class, not with the total.
+#[derive(Debug, Default)]
+struct WideIndex {
+    /// Per class: `entries[start[c]..start[c + 1]]`.
+    start: Box<[u32]>,
+    entries: Box<[WideEntry]>,
+    members: Box<[u32]>,
+}
+
+impl WideIndex {
+    /// First rule of `class`'s entries before `best` that matches, or `best`.
+    #[inline]
+    fn scan(&self, class: u32, other: u32, proto: u8, port: u16, best: u32, claims: &RuleClaims) -> u32 {
+        let c = class as usize;
+        let (Some(&a), Some(&b)) = (self.start.get(c), self.start.get(c + 1)) else {
+            return best;
+        };
+        for e in self.entries.get(a as usize..b as usize).unwrap_or(&[]) {
+            if e.rule >= best {
+                break;
+            }
+            if claims.matches(e.rule, proto, port) {
+                let s = e.start as usize;
+                let members = self.members.get(s..s + e.len as usize).unwrap_or(&[]);
+                if members.binary_search(&other).is_ok() {
+                    return e.rule;
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Collects (class, rule, other-side set) in rule order.
+#[derive(Debug, Default)]
+struct WideBuilder {
+    items: Vec<(u32, u32, u32)>,
+}
+
+impl WideBuilder {
+    fn add(&mut self, classes: &[u32], rule: u32, other_set: u32) {
+        self.items.extend(classes.iter().map(|&c| (c, rule, other_set)));
+    }
+
+    /// `other` holds the classes of the other side's sets.
+    fn finish(self, class_count: usize, other: &Classes) -> WideIndex {
+        if self.items.is_empty() {
+            return WideIndex::default();
+        }
+        // Counting sort by class; stable, so each class stays in rule order.
+        let mut start = vec![0u32; class_count + 1];
+        for &(c, _, _) in &self.items {
+            if let Some(n) = start.get_mut(c as usize + 1) {
+                *n += 1;
+            }
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut fill = start.clone();
+        let mut entries = vec![WideEntry { rule: 0, start: 0, len: 0 }; self.items.len()];
+        let mut members: Vec<u32> = Vec::new();
+        let mut placed: HashMap<u32, (u32, u32)> = HashMap::new();
+        for &(c, rule, set) in &self.items {
+            let (ms, ml) = *placed.entry(set).or_insert_with(|| {
+                let list = other.of_set(set);
+                let at = members.len() as u32;
+                members.extend_from_slice(list);
+                (at, list.len() as u32)
+            });
+            if let Some(slot) = fill.get_mut(c as usize) {
+                if let Some(e) = entries.get_mut(*slot as usize) {
+                    *e = WideEntry { rule, start: ms, len: ml };
+                }
+                *slot += 1;
+            }
+        }
+        WideIndex {
+            start: start.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
+            members: members.into_boxed_slice(),
+        }
     }
 }
 
@@ -797,10 +1043,15 @@ impl CompiledPolicy {
     /// Compile a ruleset (its endpoints included). Fails on a ruleset that
     /// breaks an invariant or exceeds a compile limit; never panics.
     pub fn compile(rs: &Ruleset) -> Result<CompiledPolicy, CompileError> {
+        Self::compile_with(rs, &CompileOptions::default())
+    }
+
+    /// [`CompiledPolicy::compile`] with explicit tuning (same answers).
+    pub fn compile_with(rs: &Ruleset, options: &CompileOptions) -> Result<CompiledPolicy, CompileError> {
         rs.check()?;
         let base = Arc::new(PlacementBase::new(rs));
         let placement = Arc::new(SegmentMap::build(&base, &rs.endpoints)?);
-        let rules = Arc::new(RuleTables::build(rs)?);
+        let rules = Arc::new(RuleTables::build(rs, options)?);
         Ok(CompiledPolicy { base, placement, rules })
     }
 
@@ -849,6 +1100,12 @@ impl CompiledPolicy {
             IpAddr::V4(ip) => self.place_src_v4(vlan, u32::from(ip)),
             IpAddr::V6(ip) => self.place_src_v6(vlan, u128::from(ip)),
         }
+    }
+
+    /// The segment listing this VLAN, if any.
+    #[inline]
+    pub fn vlan_segment(&self, vlan: u16) -> Option<SegIdx> {
+        self.segment_map().vlan_segment(vlan)
     }
 
     pub fn place_dst(&self, dst: IpAddr) -> SegIdx {
@@ -908,6 +1165,11 @@ impl CompiledPolicy {
             RuleRef::Default => "default",
             RuleRef::Rule(index) => self.rules.rule_names.get(index as usize).map_or("?", String::as_str),
         }
+    }
+
+    /// Was the policy compiled in exact mode (one table per class pair)?
+    pub fn is_exact(&self) -> bool {
+        self.rules.exact
     }
 
     /// Distinct compiled tables (identical rule lists share one).

@@ -18,5 +18,5 @@ pub mod compile;
 pub mod model;
 pub mod reference;
 
-pub use compile::{CompileError, CompiledPolicy, SegmentMap};
+pub use compile::{CompileError, CompileOptions, CompiledPolicy, SegmentMap};
 pub use model::*;

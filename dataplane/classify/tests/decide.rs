@@ -3,7 +3,7 @@
 
 mod common;
 
-use bulkhead_classify::{Action, CompiledPolicy, RuleRef, ServiceSpec};
+use bulkhead_classify::{Action, RuleRef, ServiceSpec};
 use common::*;
 
 const TCP: u8 = 6;
@@ -216,21 +216,30 @@ fn identical_pair_tables_are_shared() {
 }
 
 #[test]
-fn compile_refuses_runaway_pair_expansion() {
-    // 6,000 segments, each in its own class, and a rule from every one to
-    // every one through distinct lists: 36M pairs, over the limit.
+fn large_mesh_compiles_in_split_mode_and_agrees() {
+    // 3,000 segments, each in its own class, and a mesh rule from every one
+    // to every one: 9M class pairs, beyond the exact budget.
     let mut segs = vec![world()];
-    for i in 1..=6000u32 {
+    for i in 1..=3000u32 {
         segs.push(seg(i, &format!("s{i}"), &[], &[]));
     }
-    let all: Vec<u32> = (1..=6000).collect();
+    let all: Vec<u32> = (1..=3000).collect();
     let mut rules = Vec::new();
-    for i in 1..=6000u32 {
-        rules.push(rule(&format!("own{i}"), list(&[i]), list(&[i]), vec![tcp(1, 1)], Action::Allow));
+    for i in 1..=3000u32 {
+        rules.push(rule(&format!("own{i}"), list(&[i]), list(&[i % 3000 + 1]), vec![tcp(1, 1)], Action::Allow));
     }
-    rules.push(rule("mesh", list(&all), list(&all), vec![tcp(2, 2)], Action::Allow));
-    let err = CompiledPolicy::compile(&ruleset(segs, rules)).err();
-    assert!(matches!(err, Some(bulkhead_classify::CompileError::TooLarge { .. })), "{err:?}");
+    rules.push(rule("mesh", list(&all), list(&all[..2000]), vec![tcp(1, 2)], Action::Deny));
+    let b = Both::new(ruleset(segs, rules));
+    assert!(!b.cp.is_exact());
+    assert_eq!(b.decide(5, 6, TCP, 1).rule, RuleRef::Rule(4));
+    assert_eq!(b.decide(5, 7, TCP, 1).rule, RuleRef::Rule(3000));
+    assert_eq!(b.decide(5, 2500, TCP, 1).rule, RuleRef::Default);
+    assert_eq!(b.decide(0, 7, TCP, 2).rule, RuleRef::Default);
+    for (s, d) in [(1, 2), (2999, 3000), (3000, 1), (17, 1999), (17, 2001)] {
+        for port in 0..4 {
+            b.decide(s, d, TCP, port);
+        }
+    }
 }
 
 use bulkhead_classify::SegmentSet;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bulkhead_classify::{
-    reference, Action, CompiledPolicy, EndpointDef, FlowQuery, Mode, RuleDef, Ruleset, SegmentDef,
+    reference, Action, CompileOptions, CompiledPolicy, EndpointDef, FlowQuery, Mode, RuleDef, Ruleset, SegmentDef,
     SegmentId, SegmentSet, ServiceSpec,
 };
 use ipnet::IpNet;
@@ -262,6 +262,16 @@ fn check_agrees(rs: &Ruleset, cp: &CompiledPolicy, seed: u64) -> Result<(), Test
     Ok(())
 }
 
+/// Every compile mode: exact with a sparse pair index; split with every
+/// two-list rule wide; split with a mix of narrow and wide rules.
+fn modes() -> [CompileOptions; 3] {
+    [
+        CompileOptions { max_dense_pair_cells: 0, ..CompileOptions::default() },
+        CompileOptions { exact_budget: 0, narrow_width: 0, ..CompileOptions::default() },
+        CompileOptions { exact_budget: 0, narrow_width: 2, max_dense_pair_cells: 0 },
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -269,7 +279,15 @@ proptest! {
     fn compiled_matches_reference(rs in ruleset(), seed in any::<u64>()) {
         prop_assert_eq!(rs.check(), Ok(()));
         let cp = CompiledPolicy::compile(&rs).unwrap();
+        prop_assert!(cp.is_exact());
         check_agrees(&rs, &cp, seed)?;
+        for options in modes() {
+            let cp = CompiledPolicy::compile_with(&rs, &options).unwrap();
+            if options.exact_budget > 0 {
+                prop_assert!(cp.is_exact());
+            }
+            check_agrees(&rs, &cp, seed)?;
+        }
     }
 
     #[test]

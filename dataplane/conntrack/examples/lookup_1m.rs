@@ -40,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         generation: 1,
         rule: 0,
         flags: ConnFlags::NONE,
+        svc: 443,
         bytes: 60,
     };
     for n in 0..N {
@@ -56,9 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let start = Instant::now();
     for _ in 0..rounds {
-        for i in 0..BURST {
-            keys[i] = key(xorshift(&mut rng) % N);
-            hashes[i] = t.hash(&keys[i]);
+        for (k, h) in keys.iter_mut().zip(hashes.iter_mut()) {
+            *k = key(xorshift(&mut rng) % N);
+            *h = t.hash(k);
         }
         t.lookup_burst(&keys, &hashes, &mut out);
         hits += out.iter().filter(|o| o.is_some()).count();
@@ -67,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let start = Instant::now();
     for _ in 0..rounds {
-        for i in 0..BURST {
+        for _ in 0..BURST {
             let k = key(xorshift(&mut rng) % N);
             if t.lookup(&k, t.hash(&k)).is_some() {
                 hits += 1;

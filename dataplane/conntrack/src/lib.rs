@@ -29,7 +29,6 @@
 #![forbid(unsafe_code)]
 
 pub mod key;
-mod prefetch;
 pub mod state;
 pub mod table;
 pub mod timeouts;

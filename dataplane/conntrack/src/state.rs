@@ -150,6 +150,7 @@ impl ConnState {
 }
 
 /// The TCP transitions (flags only, see the module doc).
+#[inline]
 fn tcp_next(s: ConnState, dir: Dir, flags: u8) -> Step {
     use ConnState::*;
     use Dir::{Original as O, Reply as R};

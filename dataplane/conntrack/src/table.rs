@@ -4,9 +4,9 @@
 use core::fmt;
 
 use crate::key::{hash_key, ConnKey, Side};
-use crate::prefetch::prefetch_read;
 use crate::state::{ConnState, Dir, Step, STATE_COUNT};
 use crate::timeouts::{BadTimeout, Timeouts};
+use bulkhead_prefetch::prefetch_read;
 
 /// Slots per bucket. One bucket is one 64-byte cache line.
 pub const BUCKET_SLOTS: usize = 8;
@@ -98,7 +98,11 @@ pub struct Entry {
     bytes: [u64; 2],
     created: u64,
     generation: u64,
-    hash: u64,
+    /// Home bucket and tag of the key's hash: all the table needs of it.
+    home: u32,
+    tag: u16,
+    /// Service judged: destination port or ICMP type of the opening packet.
+    svc: u16,
     rule: u32,
     /// Index slot holding this entry: `bucket * BUCKET_SLOTS + slot`.
     pos: u32,
@@ -122,7 +126,9 @@ impl Entry {
         bytes: [0; 2],
         created: 0,
         generation: 0,
-        hash: 0,
+        home: 0,
+        tag: 0,
+        svc: 0,
         rule: 0,
         pos: 0,
     };
@@ -200,11 +206,19 @@ impl Entry {
     pub fn flags(&self) -> ConnFlags {
         self.flags
     }
-    /// The stored key hash (as given to `insert`).
+    /// Service the connection was judged on (destination port, or ICMP
+    /// type, of the opening packet: `FlowTuple::svc`), for re-judging it
+    /// under a new policy generation.
     #[inline]
     #[must_use]
-    pub fn hash(&self) -> u64 {
-        self.hash
+    pub fn svc(&self) -> u16 {
+        self.svc
+    }
+    /// A hash equivalent to the one given to `insert` for every table
+    /// purpose (same home bucket, same tag).
+    #[inline]
+    fn table_hash(&self) -> u64 {
+        (u64::from(self.tag) << 48) | u64::from(self.home)
     }
 }
 
@@ -248,6 +262,8 @@ pub struct NewConn {
     /// Deciding rule, [`RULE_DEFAULT`] for the default.
     pub rule: u32,
     pub flags: ConnFlags,
+    /// `FlowTuple::svc` of the opening packet (what the rules matched).
+    pub svc: u16,
     /// Size of the opening packet (it is counted as the first original
     /// packet; do not `track` it again).
     pub bytes: u32,
@@ -674,6 +690,7 @@ impl ConnTable {
 
     /// Record the verdict of a (re-)judgement under a new policy generation.
     /// Returns false if the handle is stale.
+    #[inline]
     pub fn set_judgement(
         &mut self,
         id: EntryId,
@@ -781,7 +798,9 @@ impl ConnTable {
                 bytes: [u64::from(new.bytes), 0],
                 created: now,
                 generation: new.generation,
-                hash,
+                home: home as u32,
+                tag: tag_of(hash),
+                svc: new.svc,
                 rule: new.rule,
                 pos: (b * BUCKET_SLOTS + s) as u32,
             };
@@ -856,9 +875,8 @@ impl ConnTable {
         e.live = false;
         e.version = e.version.wrapping_add(1);
         let pos = e.pos as usize;
-        let hash = e.hash;
         let (b, s) = (pos / BUCKET_SLOTS, pos % BUCKET_SLOTS);
-        let mut w = self.home(hash);
+        let mut w = e.home as usize;
         for _ in 0..self.probe_len {
             if w == b {
                 break;
@@ -960,10 +978,10 @@ impl ConnTable {
                 .buckets
                 .get(b)
                 .ok_or(format!("entry {i}: pos {pos} out of range"))?;
-            if bk.idx[s] as usize != i || bk.tags[s] != tag_of(e.hash) {
+            if bk.idx[s] as usize != i || bk.tags[s] != e.tag {
                 return Err(format!("entry {i}: slot {pos} does not point back"));
             }
-            let home = self.home(e.hash);
+            let home = e.home as usize;
             let dist = (b + nb - home) % nb;
             if dist >= self.probe_len {
                 return Err(format!("entry {i}: {dist} buckets from home"));
@@ -971,7 +989,7 @@ impl ConnTable {
             for w in 0..dist {
                 overflow[(home + w) % nb] += 1;
             }
-            if self.lookup(&e.key, e.hash).map(|id| id.index) != Some(i as u32) {
+            if self.lookup(&e.key, e.table_hash()).map(|id| id.index) != Some(i as u32) {
                 return Err(format!("entry {i}: lookup does not find it"));
             }
         }

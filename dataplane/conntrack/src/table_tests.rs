@@ -30,6 +30,7 @@ fn new_conn(initiator: Side) -> NewConn {
         generation: 1,
         rule: 3,
         flags: ConnFlags::NONE,
+        svc: 443,
         bytes: 60,
     }
 }
@@ -74,7 +75,7 @@ fn insert_then_both_directions_find_the_entry_and_count_separately() {
     assert_eq!(e.state(), ConnState::TcpSynSent);
     assert_eq!((e.created(), e.last_seen()), (5 * SEC, 5 * SEC));
     assert_eq!((e.packets(Dir::Original), e.bytes(Dir::Original)), (1, 60));
-    assert_eq!((e.generation(), e.rule()), (1, 3));
+    assert_eq!((e.generation(), e.rule(), e.svc()), (1, 3, 443));
 
     let d = t.dir_of(id, server).unwrap();
     assert_eq!(t.track(id, d, SYN | ACK, 60, 6 * SEC), Track::Accept);
@@ -503,4 +504,40 @@ fn million_connections_fit_in_two_million_slots() {
     // 64 B of index per 8 slots (16 per connection at 50 % load) + 128 B
     // entry + 4 B free-stack slot.
     assert_eq!(t.bytes_per_connection(), 148);
+}
+
+#[test]
+fn icmp_echo_request_and_reply_share_one_entry() {
+    use bulkhead_packet::flow::FlowTuple;
+    let req = FlowTuple {
+        src: v4_to_addr(0x0a00_0001),
+        dst: v4_to_addr(0x0a00_0202),
+        sport: 77,
+        dport: 77,
+        proto: PROTO_ICMP,
+        v6: false,
+        svc: 8,
+    };
+    let rep = FlowTuple {
+        src: req.dst,
+        dst: req.src,
+        svc: 0,
+        ..req
+    };
+    let mut t = small(64, 8);
+    let (k, side) = ConnKey::from_flow(10, 20, &req);
+    let (k2, side2) = ConnKey::from_flow(20, 10, &rep);
+    assert_eq!(k, k2);
+    let h = t.hash(&k);
+    let mut nc = new_conn(side);
+    nc.svc = req.svc;
+    let id = t.insert(&k, h, 0, nc, |_| {}).unwrap();
+    assert_eq!(t.lookup(&k2, h), Some(id));
+    let dir = t.dir_of(id, side2).unwrap();
+    assert_eq!(dir, Dir::Reply);
+    assert_eq!(t.track(id, dir, 0, 84, SEC), Track::Accept);
+    let e = t.entry(id).unwrap();
+    assert_eq!(e.state(), ConnState::IcmpReplied);
+    assert_eq!(e.svc(), 8);
+    assert_eq!(e.bytes(Dir::Reply), 84);
 }

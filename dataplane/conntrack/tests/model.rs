@@ -129,6 +129,7 @@ impl Harness {
             bytes: [e.bytes(Dir::Original), e.bytes(Dir::Reply)],
         };
         assert_eq!(&got, m, "entry {:?}", e.key());
+        assert_eq!(e.svc(), 80);
     }
 
     fn remove_from_model(&mut self, e: &Entry) {
@@ -191,6 +192,7 @@ impl Harness {
             generation: 1,
             rule: 0,
             flags: ConnFlags::NONE,
+            svc: 80,
             bytes: 100,
         };
         // What the model allows to be evicted if the table is full: the

@@ -84,17 +84,17 @@ pub struct Engine {
     events: Vec<Arc<ArrayQueue<FlowEvent>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    ports: Vec<Arc<Port>>,
-    pool: Arc<Mempool>,
+    ports: Vec<Port>,
+    pool: Mempool,
     unix_base_ns: u128,
-    _eal: Arc<Eal>,
+    _eal: Eal,
 }
 
 static POOL_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 impl Engine {
     /// Configure the ports, start one pinned worker per core, enforce `policy`.
-    pub fn start(eal: Arc<Eal>, cfg: EngineConfig, policy: CompiledPolicy) -> Result<Engine, EngineError> {
+    pub fn start(eal: &Eal, cfg: EngineConfig, policy: CompiledPolicy) -> Result<Engine, EngineError> {
         let nworkers = cfg.workers.len();
         let core_ids = core_affinity::get_core_ids().unwrap_or_default();
         for &c in &cfg.workers {
@@ -107,15 +107,17 @@ impl Engine {
         }
         cfg.timeouts
             .validate()
-            .map_err(|e| EngineError::Conntrack(e.to_string()))?;
+            .map_err(|e| {
+                EngineError::Conntrack(e.iter().map(|b| b.to_string()).collect::<Vec<_>>().join("; "))
+            })?;
         let seq = POOL_SEQ.fetch_add(1, Ordering::Relaxed);
-        let pool = Arc::new(Mempool::new(
-            &eal,
+        let pool = Mempool::new(
+            eal,
             &format!("bh_pool_{}_{seq}", std::process::id()),
             cfg.mbufs,
             cfg.mbuf_cache,
             bulkhead_dpdk::DEFAULT_DATA_ROOM,
-        )?);
+        )?;
         let port_cfg = PortConfig {
             rx_queues: nworkers as u16,
             tx_queues: nworkers as u16,
@@ -126,13 +128,13 @@ impl Engine {
         };
         let mut ports = Vec::new();
         for &(a, b) in &cfg.wires {
-            ports.push(Arc::new(Port::configure(&eal, a, &port_cfg, &pool)?));
-            ports.push(Arc::new(Port::configure(&eal, b, &port_cfg, &pool)?));
+            ports.push(Port::configure(eal, a, &port_cfg, &pool)?);
+            ports.push(Port::configure(eal, b, &port_cfg, &pool)?);
         }
         let policy = Arc::new(PolicyHandle::new(policy));
         let stop = Arc::new(AtomicBool::new(false));
-        let tsc_hz = bulkhead_dpdk::tsc_hz();
-        let base_tsc = bulkhead_dpdk::tsc();
+        let tsc_hz = eal.tsc_hz();
+        let base_tsc = Eal::tsc();
         let unix_base_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -143,7 +145,7 @@ impl Engine {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         for (i, &core) in cfg.workers.iter().enumerate() {
             let mut wires = Vec::new();
-            for pair in ports.chunks(2) {
+            for pair in ports.chunks_mut(2) {
                 wires.push(worker::WireQueues {
                     rx: [pair[0].rx_queue(i as u16)?, pair[1].rx_queue(i as u16)?],
                     tx: [pair[0].tx_queue(i as u16)?, pair[1].tx_queue(i as u16)?],
@@ -209,7 +211,7 @@ impl Engine {
             ports,
             pool,
             unix_base_ns,
-            _eal: eal,
+            _eal: eal.clone(),
         };
         for i in 0..nworkers {
             match ready_rx.recv_timeout(Duration::from_secs(10)) {
@@ -291,7 +293,10 @@ impl Engine {
 
     /// Device statistics of every port, in wire order (a, b, a, b, ...).
     pub fn port_stats(&self) -> Vec<(String, bulkhead_dpdk::PortStats)> {
-        self.ports.iter().map(|p| (p.name().to_string(), p.stats())).collect()
+        self.ports
+            .iter()
+            .map(|p| (p.name().to_string(), p.stats().unwrap_or_default()))
+            .collect()
     }
 
     /// Mbufs of the engine's pool currently out of the pool.

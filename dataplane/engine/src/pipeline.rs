@@ -36,10 +36,6 @@ use crate::stats::{slot, EngineDrop, Fate, LocalCounters, Side};
 use crate::BURST;
 
 const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_ICMP: u8 = 1;
-const PROTO_ICMPV6: u8 = 58;
-const PROTO_SCTP: u8 = 132;
 
 /// Pipeline settings.
 #[derive(Debug, Clone, Copy)]
@@ -279,6 +275,7 @@ impl Pipeline {
             rule,
             flags,
             bytes: len,
+            svc: t.svc,
         };
         let key = self.keys[i];
         let hash = self.hashes[i];
@@ -320,8 +317,12 @@ impl Pipeline {
         };
         let dst = place_dst(snap, resp.addr);
         let proto = key.proto();
-        let port = service_port(proto, resp.port);
-        let d = policy.decide(&FlowQuery { src, dst, proto, port });
+        let d = policy.decide(&FlowQuery {
+            src,
+            dst,
+            proto,
+            port: e.svc(),
+        });
         self.counters.add(slot::REJUDGED, 1);
         let rule = match d.rule {
             RuleRef::Rule(r) => r,
@@ -449,18 +450,6 @@ fn seed(worker: u16) -> u64 {
     t ^ (u64::from(worker) << 48) ^ u64::from(std::process::id()).rotate_left(17)
 }
 
-/// The service port a connection was judged on, from its responder's port.
-#[inline]
-fn service_port(proto: u8, responder_port: u16) -> u16 {
-    match proto {
-        PROTO_TCP | PROTO_UDP | PROTO_SCTP => responder_port,
-        // Tracked ICMP connections are opened by echo requests.
-        PROTO_ICMP => 8,
-        PROTO_ICMPV6 => 128,
-        _ => 0,
-    }
-}
-
 #[inline]
 fn place_dst(snap: &PolicySnapshot, a: Addr) -> SegIdx {
     match addr_to_v4(a) {
@@ -525,7 +514,7 @@ fn closed_event(snap: &PolicySnapshot, e: &Entry, kind: EventKind, now: u64, wor
             dport: resp.port,
             proto,
             v6: addr_to_v4(init.addr).is_none(),
-            svc: service_port(proto, resp.port),
+            svc: e.svc(),
         },
         side: None,
         packets: [e.packets(Dir::Original), e.packets(Dir::Reply)],

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bulkhead_dpdk::{MbufBurst, RxQueue, TxQueue};
+use bulkhead_dpdk::{Eal, MbufBurst, RxQueue, TxQueue};
 
 use crate::handover::{PolicyHandle, PolicySnapshot};
 use crate::idle::{Backoff, IdleMode};
@@ -54,7 +54,7 @@ impl Worker {
                 snap = self.policy.load();
                 self.shared.set_generation(snap.generation);
             }
-            let start = bulkhead_dpdk::tsc();
+            let start = Eal::tsc();
             let now = clock.ns(start);
             let mut received = 0usize;
             for wire in self.wires.iter_mut() {
@@ -75,7 +75,7 @@ impl Worker {
             self.pipeline.expire(&snap, now, EXPIRE_SLICE);
             if received > 0 {
                 let c = self.pipeline.counters_mut();
-                c.add(slot::BUSY_CYCLES, bulkhead_dpdk::tsc().wrapping_sub(start));
+                c.add(slot::BUSY_CYCLES, Eal::tsc().wrapping_sub(start));
                 c.add(slot::BUSY_PACKETS, received as u64);
                 backoff.reset();
             } else {

@@ -10,8 +10,14 @@ use bulkhead_packet::{parse, DropReason, Fragment, ParseConfig, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|frame: &[u8]| {
-    let lax = ParseConfig { verify_ipv4_checksum: false, check_tcp_flags: false };
-    let strict = ParseConfig { verify_ipv4_checksum: true, check_tcp_flags: true };
+    let lax = ParseConfig {
+        verify_ipv4_checksum: false,
+        check_tcp_flags: false,
+    };
+    let strict = ParseConfig {
+        verify_ipv4_checksum: true,
+        check_tcp_flags: true,
+    };
     for cfg in [lax, strict] {
         match parse(frame, &cfg) {
             Parsed::Ip(p) | Parsed::NeighborDiscovery(p) => {
@@ -20,7 +26,10 @@ fuzz_target!(|frame: &[u8]| {
                 let end = l3 + usize::from(p.ip_len);
                 assert!(l3 < l4 && l4 <= end && end <= frame.len());
                 if p.fragment == Fragment::NonFirst {
-                    assert_eq!((p.tuple.sport, p.tuple.dport, p.tuple.svc, p.tcp_flags), (0, 0, 0, 0));
+                    assert_eq!(
+                        (p.tuple.sport, p.tuple.dport, p.tuple.svc, p.tcp_flags),
+                        (0, 0, 0, 0)
+                    );
                 }
             }
             Parsed::Arp | Parsed::NonIp { .. } => assert!(frame.len() >= 14),
