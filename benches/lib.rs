@@ -78,7 +78,7 @@ pub fn packets(rs: &Ruleset, count: usize, seed: u64) -> Vec<Packet> {
         .collect();
     let specs: Vec<ServiceSpec> = rs.rules.iter().flat_map(|r| r.services.iter().copied()).collect();
     let vlans: Vec<u16> = rs.segments.iter().flat_map(|s| s.vlans.iter().copied()).collect();
-    let mut address = |rng: &mut Rng| -> u32 {
+    let address = |rng: &mut Rng| -> u32 {
         match prefixes.get(rng.below(prefixes.len())) {
             Some(&(net, host)) => net | (rng.next_u64() as u32 & host),
             None => rng.next_u64() as u32,

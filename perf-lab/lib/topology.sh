@@ -8,7 +8,7 @@
 # every veth: af_packet hands frames to DPDK as they are, so checksums must be
 # complete and frames no larger than the MTU.
 #
-# Usage: topo_up PREFIX CLIENT_ADDRS SERVER_ADDRS   (addresses "ip/len[,ip/len...]")
+# Usage: [TOPO_IPV6=1] topo_up PREFIX CLIENT_ADDRS SERVER_ADDRS   (addresses "ip/len[,ip/len...]")
 #        topo_down PREFIX
 
 topo_offloads_off() { # ns dev
@@ -32,10 +32,23 @@ topo_up() {
     ip -n "$p-server" link set srv0 address 02:00:00:00:05:01 up
     ip -n "$p-fw" link set veth-a up
     ip -n "$p-fw" link set veth-b up
-    # bulkheadd puts its ports in promiscuous mode; keep IPv6 quiet on the wire side.
+    # The wire side has no addresses; keep its own IPv6 quiet.
     ip netns exec "$p-fw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 || true
+    ip netns exec "$p-fw" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 || true
+    if [ "${TOPO_IPV6:-0}" = 0 ]; then
+        for ns in client server; do
+            ip netns exec "$p-$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 || true
+            ip netns exec "$p-$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 || true
+        done
+    fi
     for a in ${caddrs//,/ }; do ip -n "$p-client" addr add "$a" dev cli0 nodad 2>/dev/null || ip -n "$p-client" addr add "$a" dev cli0; done
     for a in ${saddrs//,/ }; do ip -n "$p-server" addr add "$a" dev srv0 nodad 2>/dev/null || ip -n "$p-server" addr add "$a" dev srv0; done
+    if [ "${TOPO_IPV6:-0}" = 0 ]; then
+        ip netns exec "$p-client" sysctl -qw net.ipv6.conf.cli0.disable_ipv6=1 || true
+        ip netns exec "$p-server" sysctl -qw net.ipv6.conf.srv0.disable_ipv6=1 || true
+    fi
+    ip netns exec "$p-fw" sysctl -qw net.ipv6.conf.veth-a.disable_ipv6=1 || true
+    ip netns exec "$p-fw" sysctl -qw net.ipv6.conf.veth-b.disable_ipv6=1 || true
     topo_offloads_off "$p-client" cli0
     topo_offloads_off "$p-server" srv0
     topo_offloads_off "$p-fw" veth-a

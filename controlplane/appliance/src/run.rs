@@ -71,6 +71,7 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
         "-l".to_string(),
         "0".to_string(),
         "--log-level=*:warning".to_string(),
+        "--no-telemetry".to_string(),
     ];
     args.extend(cfg.dataplane.eal_args.iter().cloned());
     for w in &cfg.dataplane.wire {
@@ -99,7 +100,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let eal = Eal::init(&argv)?;
     let mut wires = Vec::new();
     for w in &cfg.dataplane.wire {
-        let mut pair = [0; 2];
+        let mut pair = [bulkhead_dpdk::PortId(0); 2];
         for (slot, dev) in pair.iter_mut().zip([&w.a, &w.b]) {
             *slot = Port::by_name(&eal, device_name(dev)).map_err(|source| RunError::Device {
                 device: dev.clone(),

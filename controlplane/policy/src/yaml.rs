@@ -276,13 +276,21 @@ impl Builder {
                         anchor,
                         entries,
                         ..
-                    }) => (
-                        Node {
-                            pos,
-                            kind: NodeKind::Map(entries),
-                        },
-                        anchor,
-                    ),
+                    }) => {
+                        // A block mapping's start event points at its first
+                        // `:`; its first key is where it really starts.
+                        let start = match entries.first() {
+                            Some((k, _)) if (k.pos.line, k.pos.col) < (pos.line, pos.col) => k.pos,
+                            _ => pos,
+                        };
+                        (
+                            Node {
+                                pos: start,
+                                kind: NodeKind::Map(entries),
+                            },
+                            anchor,
+                        )
+                    }
                     None => {
                         return Err(TreeError {
                             pos,

@@ -106,6 +106,8 @@ pub enum Fragment {
     /// Offset 0 with more fragments: carries the transport header, parsed as usual.
     First,
     /// Offset above 0: no transport header; the tuple's ports and `svc` are 0.
+    /// For IPv6, `proto` is the fragment header's next header (which may be
+    /// another extension header: the chain is not walked past it).
     NonFirst,
 }
 
@@ -248,6 +250,7 @@ fn parse_l2(frame: &[u8]) -> Result<L2, DropReason> {
     parse_vlan_tags(frame, ethertype)
 }
 
+#[inline]
 fn parse_vlan_tags(frame: &[u8], mut ethertype: u16) -> Result<L2, DropReason> {
     let mut off = ETH_HEADER_LEN;
     let mut vids = [0u16; MAX_VLAN_TAGS];
