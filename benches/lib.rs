@@ -24,7 +24,13 @@ impl std::error::Error for SetupError {}
 pub fn synthetic_ruleset(segments: usize, rules: usize, seed: u64) -> Result<Ruleset, SetupError> {
     let doc = bulkhead_policy::synthetic::generate(segments, rules, seed);
     let loaded = bulkhead_policy::load(&doc, "synthetic").map_err(|diags| {
-        SetupError(diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        SetupError(
+            diags
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     Ok(loaded.policy.ruleset().clone())
 }
@@ -76,8 +82,16 @@ pub fn packets(rs: &Ruleset, count: usize, seed: u64) -> Vec<Packet> {
             IpNet::V6(_) => None,
         })
         .collect();
-    let specs: Vec<ServiceSpec> = rs.rules.iter().flat_map(|r| r.services.iter().copied()).collect();
-    let vlans: Vec<u16> = rs.segments.iter().flat_map(|s| s.vlans.iter().copied()).collect();
+    let specs: Vec<ServiceSpec> = rs
+        .rules
+        .iter()
+        .flat_map(|r| r.services.iter().copied())
+        .collect();
+    let vlans: Vec<u16> = rs
+        .segments
+        .iter()
+        .flat_map(|s| s.vlans.iter().copied())
+        .collect();
     let address = |rng: &mut Rng| -> u32 {
         match prefixes.get(rng.below(prefixes.len())) {
             Some(&(net, host)) => net | (rng.next_u64() as u32 & host),
@@ -88,15 +102,31 @@ pub fn packets(rs: &Ruleset, count: usize, seed: u64) -> Vec<Packet> {
         .map(|_| {
             let src = address(&mut rng);
             let dst = address(&mut rng);
-            let vlan = if rng.below(10) == 0 { vlans.get(rng.below(vlans.len())).copied() } else { None };
-            let (proto, port) = match specs.get(rng.below(specs.len())) {
-                Some(ServiceSpec::Ports { proto, lo, hi }) if rng.below(4) != 0 => {
-                    (*proto, lo + (rng.next_u64() % (u64::from(hi - lo) + 1)) as u16)
-                }
-                Some(ServiceSpec::IcmpTypes { proto, lo, .. }) if rng.below(4) != 0 => (*proto, u16::from(*lo)),
-                _ => (if rng.below(2) == 0 { 6 } else { 17 }, rng.next_u64() as u16),
+            let vlan = if rng.below(10) == 0 {
+                vlans.get(rng.below(vlans.len())).copied()
+            } else {
+                None
             };
-            Packet { vlan, src, dst, proto, port }
+            let (proto, port) = match specs.get(rng.below(specs.len())) {
+                Some(ServiceSpec::Ports { proto, lo, hi }) if rng.below(4) != 0 => (
+                    *proto,
+                    lo + (rng.next_u64() % (u64::from(hi - lo) + 1)) as u16,
+                ),
+                Some(ServiceSpec::IcmpTypes { proto, lo, .. }) if rng.below(4) != 0 => {
+                    (*proto, u16::from(*lo))
+                }
+                _ => (
+                    if rng.below(2) == 0 { 6 } else { 17 },
+                    rng.next_u64() as u16,
+                ),
+            };
+            Packet {
+                vlan,
+                src,
+                dst,
+                proto,
+                port,
+            }
         })
         .collect()
 }

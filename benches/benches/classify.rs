@@ -39,7 +39,12 @@ fn judge(cp: &CompiledPolicy, p: &Packet) -> u32 {
         return 0;
     };
     let dst = cp.place_dst_v4(p.dst);
-    let d = cp.decide(&FlowQuery { src, dst, proto: p.proto, port: p.port });
+    let d = cp.decide(&FlowQuery {
+        src,
+        dst,
+        proto: p.proto,
+        port: p.port,
+    });
     u32::from(d.action == Action::Allow)
 }
 
@@ -61,15 +66,22 @@ fn lookup(c: &mut Criterion) {
             cp.table_count()
         );
         let batch = packets(&rs, BATCH, SEED ^ rules as u64);
-        group.bench_with_input(BenchmarkId::new("place+decide", rules), &batch, |b, batch| {
-            b.iter(|| batch.iter().map(|p| judge(&cp, black_box(p))).sum::<u32>())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("place+decide", rules),
+            &batch,
+            |b, batch| b.iter(|| batch.iter().map(|p| judge(&cp, black_box(p))).sum::<u32>()),
+        );
         // The same connections, already placed: decide alone.
         let queries: Vec<FlowQuery> = batch
             .iter()
             .filter_map(|p| {
                 let src = cp.place_src_v4(p.vlan, p.src).ok()?;
-                Some(FlowQuery { src, dst: cp.place_dst_v4(p.dst), proto: p.proto, port: p.port })
+                Some(FlowQuery {
+                    src,
+                    dst: cp.place_dst_v4(p.dst),
+                    proto: p.proto,
+                    port: p.port,
+                })
             })
             .collect();
         group.bench_with_input(BenchmarkId::new("decide", rules), &queries, |b, queries| {

@@ -13,6 +13,8 @@
 
 topo_offloads_off() { # ns dev
     ip netns exec "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+    # VLAN tags stay in the frame data, as they would on a physical wire.
+    ip netns exec "$1" ethtool -K "$2" rxvlan off txvlan off >/dev/null 2>&1 || true
 }
 
 topo_up() {

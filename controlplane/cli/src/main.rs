@@ -49,10 +49,14 @@ struct FileArg {
 #[derive(Debug, Subcommand)]
 enum PolicyCmd {
     /// Check a policy: structure, references, limits, and its tests (a failing test is an error).
-    #[command(after_help = "Exit: 0 valid (warnings on stderr), 2 invalid (every error listed on stderr).\n\nExample:\n  bulkctl policy validate configs/policies/three-tier.yaml\n  cat policy.yaml | bulkctl policy validate -")]
+    #[command(
+        after_help = "Exit: 0 valid (warnings on stderr), 2 invalid (every error listed on stderr).\n\nExample:\n  bulkctl policy validate configs/policies/three-tier.yaml\n  cat policy.yaml | bulkctl policy validate -"
+    )]
     Validate(FileArg),
     /// Lint warnings: world to admin/db ports, shadowed or unused rules, unused or empty groups and services, default allow, memberless segments.
-    #[command(after_help = "Exit: 0 (warnings printed), 1 with --strict when there is any warning, 2 invalid document.\n\nExample:\n  bulkctl policy lint --strict configs/policies/pci-cardholder.yaml")]
+    #[command(
+        after_help = "Exit: 0 (warnings printed), 1 with --strict when there is any warning, 2 invalid document.\n\nExample:\n  bulkctl policy lint --strict configs/policies/pci-cardholder.yaml"
+    )]
     Lint {
         #[command(flatten)]
         file: FileArg,
@@ -61,10 +65,14 @@ enum PolicyCmd {
         strict: bool,
     },
     /// Run the policy's tests: one line per test.
-    #[command(after_help = "Exit: 0 all pass, 1 any fails, 2 invalid document.\n\nExample:\n  bulkctl policy test configs/policies/three-tier.yaml")]
+    #[command(
+        after_help = "Exit: 0 all pass, 1 any fails, 2 invalid document.\n\nExample:\n  bulkctl policy test configs/policies/three-tier.yaml"
+    )]
     Test(FileArg),
     /// Judge one connection: verdict, deciding rule, source and destination segments, monitor flag.
-    #[command(after_help = "FROM and TO are a segment name (the packet is taken to be in that segment) or an IP address\n(placed by longest prefix, or by --vlan for the source). SERVICE is one protocol with one port\nor type: tcp/5432, udp/53, sctp/3868, icmp/8, icmpv6/128, proto/47.\nThe policy's tests are not run (use `validate`).\n\nExit: 0 for any verdict, 2 invalid document or input.\n\nExamples:\n  bulkctl policy check three-tier.yaml --from web --to db --service tcp/5432\n  bulkctl policy check three-tier.yaml --from 10.0.20.3 --to 10.0.30.7 --service tcp/5432 --json\n  bulkctl policy check three-tier.yaml --from 10.0.10.9 --vlan 10 --to app --service tcp/8080")]
+    #[command(
+        after_help = "FROM and TO are a segment name (the packet is taken to be in that segment) or an IP address\n(placed by longest prefix, or by --vlan for the source). SERVICE is one protocol with one port\nor type: tcp/5432, udp/53, sctp/3868, icmp/8, icmpv6/128, proto/47.\nThe policy's tests are not run (use `validate`).\n\nExit: 0 for any verdict, 2 invalid document or input.\n\nExamples:\n  bulkctl policy check three-tier.yaml --from web --to db --service tcp/5432\n  bulkctl policy check three-tier.yaml --from 10.0.20.3 --to 10.0.30.7 --service tcp/5432 --json\n  bulkctl policy check three-tier.yaml --from 10.0.10.9 --vlan 10 --to app --service tcp/8080"
+    )]
     Check {
         #[command(flatten)]
         file: FileArg,
@@ -85,7 +93,9 @@ enum PolicyCmd {
         json: bool,
     },
     /// Semantic difference: traffic whose verdict changes, and objects added, removed or changed.
-    #[command(after_help = "Exit: 0 (whether or not they differ), 2 invalid document.\n\nExample:\n  bulkctl policy diff configs/policies/three-tier.yaml configs/policies/three-tier-v2.yaml")]
+    #[command(
+        after_help = "Exit: 0 (whether or not they differ), 2 invalid document.\n\nExample:\n  bulkctl policy diff configs/policies/three-tier.yaml configs/policies/three-tier-v2.yaml"
+    )]
     Diff {
         /// The old policy (or `-`).
         #[arg(value_name = "OLD")]
@@ -98,7 +108,9 @@ enum PolicyCmd {
         json: bool,
     },
     /// Canonical formatting (comments are not kept). Prints to stdout unless --write or --check.
-    #[command(after_help = "Exit: 0 ok, 1 with --check when the file is not canonical, 2 invalid document.\n\nExamples:\n  bulkctl policy fmt policy.yaml > policy.canonical.yaml\n  bulkctl policy fmt --check policy.yaml\n  bulkctl policy fmt --write policy.yaml")]
+    #[command(
+        after_help = "Exit: 0 ok, 1 with --check when the file is not canonical, 2 invalid document.\n\nExamples:\n  bulkctl policy fmt policy.yaml > policy.canonical.yaml\n  bulkctl policy fmt --check policy.yaml\n  bulkctl policy fmt --write policy.yaml"
+    )]
     Fmt {
         #[command(flatten)]
         file: FileArg,
@@ -127,7 +139,9 @@ fn origin(path: &std::path::Path) -> String {
 /// reading all of it.
 fn read_source(path: &std::path::Path) -> Result<String, Fail> {
     let name = origin(path);
-    let limit = u64::try_from(MAX_DOCUMENT_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+    let limit = u64::try_from(MAX_DOCUMENT_BYTES)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
     let mut buf = Vec::new();
     let res = if path.as_os_str() == "-" {
         std::io::stdin().lock().take(limit).read_to_end(&mut buf)
@@ -146,11 +160,23 @@ fn read_source(path: &std::path::Path) -> Result<String, Fail> {
             format!("{name}: document is larger than the limit of {MAX_DOCUMENT_BYTES} bytes"),
         ));
     }
-    String::from_utf8(buf).map_err(|e| Fail(2, format!("{name}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
+    String::from_utf8(buf).map_err(|e| {
+        Fail(
+            2,
+            format!(
+                "{name}: not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
 }
 
 fn join(diags: &[Diagnostic]) -> String {
-    diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    diags
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn load(path: &std::path::Path) -> Result<Loaded, Fail> {
@@ -171,7 +197,12 @@ fn warn_all(diags: &[Diagnostic]) {
 
 fn run(cli: Cli) -> Result<u8, Fail> {
     if let Some(s) = &cli.server {
-        return Err(Fail(2, format!("--server {s}: online mode is not available yet; policy commands work on files")));
+        return Err(Fail(
+            2,
+            format!(
+                "--server {s}: online mode is not available yet; policy commands work on files"
+            ),
+        ));
     }
     let Command::Policy(cmd) = cli.command;
     let mut out = std::io::stdout().lock();
@@ -179,7 +210,8 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         PolicyCmd::Validate(f) => {
             let src = read_source(&f.file)?;
             let name = origin(&f.file);
-            let loaded = bulkhead_policy::validate_full(&src, &name).map_err(|e| Fail(2, invalid(&e)))?;
+            let loaded =
+                bulkhead_policy::validate_full(&src, &name).map_err(|e| Fail(2, invalid(&e)))?;
             warn_all(&loaded.warnings);
             warn_all(&bulkhead_policy::lint(&loaded.policy));
             let p = &loaded.policy;
@@ -216,11 +248,22 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                 "{} of {} tests passed{}",
                 outcomes.len() - failed,
                 outcomes.len(),
-                if failed > 0 { format!("; {failed} FAILED") } else { String::new() }
+                if failed > 0 {
+                    format!("; {failed} FAILED")
+                } else {
+                    String::new()
+                }
             );
             Ok(if failed > 0 { 1 } else { 0 })
         }
-        PolicyCmd::Check { file, from, to, service, vlan, json } => {
+        PolicyCmd::Check {
+            file,
+            from,
+            to,
+            service,
+            vlan,
+            json,
+        } => {
             let loaded = load(&file.file)?;
             let o = loaded
                 .policy
@@ -250,7 +293,10 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         }
         PolicyCmd::Diff { old, new, json } => {
             if old.as_os_str() == "-" && new.as_os_str() == "-" {
-                return Err(Fail(2, "only one of OLD and NEW can be standard input".into()));
+                return Err(Fail(
+                    2,
+                    "only one of OLD and NEW can be standard input".into(),
+                ));
             }
             let a = load(&old)?;
             let b = load(&new)?;
@@ -271,7 +317,10 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                 if text == src {
                     return Ok(0);
                 }
-                let _ = writeln!(std::io::stderr(), "{name}: not in canonical form (run `bulkctl policy fmt --write {name}`)");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{name}: not in canonical form (run `bulkctl policy fmt --write {name}`)"
+                );
                 return Ok(1);
             }
             if write {
@@ -279,7 +328,8 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                     return Err(Fail(2, "--write needs a file, not standard input".into()));
                 }
                 if text != src {
-                    std::fs::write(&file.file, &text).map_err(|e| Fail(2, format!("{name}: cannot write: {e}")))?;
+                    std::fs::write(&file.file, &text)
+                        .map_err(|e| Fail(2, format!("{name}: cannot write: {e}")))?;
                 }
                 return Ok(0);
             }

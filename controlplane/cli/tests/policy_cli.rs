@@ -13,7 +13,10 @@ fn policy(name: &str) -> String {
 }
 
 fn bulkctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulkctl")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_bulkctl"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn bulkctl_stdin(args: &[&str], input: &str) -> Output {
@@ -43,7 +46,12 @@ fn temp(name: &str, content: &str) -> PathBuf {
 
 #[test]
 fn validate_every_example() {
-    for f in ["three-tier.yaml", "three-tier-v2.yaml", "pci-cardholder.yaml", "k8s-namespaces.yaml"] {
+    for f in [
+        "three-tier.yaml",
+        "three-tier-v2.yaml",
+        "pci-cardholder.yaml",
+        "k8s-namespaces.yaml",
+    ] {
         let o = bulkctl(&["policy", "validate", &policy(f)]);
         assert_eq!(o.status.code(), Some(0), "{f}: {}", text(&o.stderr));
         assert!(text(&o.stdout).contains("valid"), "{f}");
@@ -55,14 +63,27 @@ fn test_three_tier_passes() {
     let o = bulkctl(&["policy", "test", &policy("three-tier.yaml")]);
     assert_eq!(o.status.code(), Some(0));
     let out = text(&o.stdout);
-    assert_eq!(out.lines().filter(|l| l.starts_with("pass ")).count(), 4, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("pass ")).count(),
+        4,
+        "{out}"
+    );
     assert!(out.contains("4 of 4 tests passed"), "{out}");
 }
 
 #[test]
 fn check_json_is_one_object() {
     let o = bulkctl(&[
-        "policy", "check", &policy("three-tier.yaml"), "--from", "10.0.20.3", "--to", "10.0.30.7", "--service", "tcp/5432", "--json",
+        "policy",
+        "check",
+        &policy("three-tier.yaml"),
+        "--from",
+        "10.0.20.3",
+        "--to",
+        "10.0.30.7",
+        "--service",
+        "tcp/5432",
+        "--json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -71,31 +92,94 @@ fn check_json_is_one_object() {
         serde_json::json!({"verdict": "allow", "rule": "app-to-db", "src_segment": "app", "dst_segment": "db", "monitor": false})
     );
     // By segment name; denied by default.
-    let o = bulkctl(&["policy", "check", &policy("three-tier.yaml"), "--from", "web", "--to", "db", "--service", "tcp/5432", "--json"]);
+    let o = bulkctl(&[
+        "policy",
+        "check",
+        &policy("three-tier.yaml"),
+        "--from",
+        "web",
+        "--to",
+        "db",
+        "--service",
+        "tcp/5432",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verdict"], "deny");
     assert_eq!(v["rule"], "default");
     // Monitor mode: the rules deny, the dataplane forwards.
-    let o = bulkctl(&["policy", "check", &policy("three-tier.yaml"), "--from", "db", "--to", "logs", "--service", "udp/514", "--json"]);
+    let o = bulkctl(&[
+        "policy",
+        "check",
+        &policy("three-tier.yaml"),
+        "--from",
+        "db",
+        "--to",
+        "logs",
+        "--service",
+        "udp/514",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v, serde_json::json!({"verdict": "allow", "rule": "default", "src_segment": "db", "dst_segment": "logs", "monitor": true}));
+    assert_eq!(
+        v,
+        serde_json::json!({"verdict": "allow", "rule": "default", "src_segment": "db", "dst_segment": "logs", "monitor": true})
+    );
 }
 
 #[test]
 fn check_human_output_and_usage_errors() {
-    let o = bulkctl(&["policy", "check", &policy("three-tier.yaml"), "--from", "admin", "--to", "db", "--service", "tcp/22"]);
+    let o = bulkctl(&[
+        "policy",
+        "check",
+        &policy("three-tier.yaml"),
+        "--from",
+        "admin",
+        "--to",
+        "db",
+        "--service",
+        "tcp/22",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let out = text(&o.stdout);
     assert!(out.contains("verdict: allow\nrule: admin-ssh\nsrc_segment: admin\ndst_segment: db\nmonitor: false\n"), "{out}");
     for bad in [["--service", "tcp/1-2"], ["--service", "htps"]] {
-        let o = bulkctl(&["policy", "check", &policy("three-tier.yaml"), "--from", "web", "--to", "db", bad[0], bad[1]]);
+        let o = bulkctl(&[
+            "policy",
+            "check",
+            &policy("three-tier.yaml"),
+            "--from",
+            "web",
+            "--to",
+            "db",
+            bad[0],
+            bad[1],
+        ]);
         assert_eq!(o.status.code(), Some(2));
         assert!(text(&o.stderr).contains("service"), "{}", text(&o.stderr));
     }
-    let o = bulkctl(&["policy", "check", &policy("three-tier.yaml"), "--from", "nowhere", "--to", "db", "--service", "tcp/1"]);
+    let o = bulkctl(&[
+        "policy",
+        "check",
+        &policy("three-tier.yaml"),
+        "--from",
+        "nowhere",
+        "--to",
+        "db",
+        "--service",
+        "tcp/1",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("\"nowhere\" is neither an address nor a segment"));
-    let o = bulkctl(&["policy", "check", &policy("three-tier.yaml"), "--to", "db", "--service", "tcp/1"]);
+    let o = bulkctl(&[
+        "policy",
+        "check",
+        &policy("three-tier.yaml"),
+        "--to",
+        "db",
+        "--service",
+        "tcp/1",
+    ]);
     assert_eq!(o.status.code(), Some(2), "missing --from is a usage error");
 }
 
@@ -108,30 +192,55 @@ fn invalid_document_lists_every_error() {
     let o = bulkctl(&["policy", "validate", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
-    assert!(err.contains("bad.yaml:3:25: segment \"a\": prefix 10.0.0.1/24 has host bits set"), "{err}");
-    assert!(err.contains("bad.yaml:4:11: segment \"b\": duplicate id 1"), "{err}");
-    assert!(err.contains("bad.yaml:6:31: rule \"r\": unknown segment \"c\""), "{err}");
-    assert!(err.contains("bad.yaml:6:46: rule \"r\": unknown service \"htps\""), "{err}");
+    assert!(
+        err.contains("bad.yaml:3:25: segment \"a\": prefix 10.0.0.1/24 has host bits set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:4:11: segment \"b\": duplicate id 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:6:31: rule \"r\": unknown segment \"c\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:6:46: rule \"r\": unknown service \"htps\""),
+        "{err}"
+    );
     for cmd in ["test", "lint", "fmt"] {
-        assert_eq!(bulkctl(&["policy", cmd, p.to_str().unwrap()]).status.code(), Some(2), "{cmd}");
+        assert_eq!(
+            bulkctl(&["policy", cmd, p.to_str().unwrap()]).status.code(),
+            Some(2),
+            "{cmd}"
+        );
     }
 }
 
 #[test]
 fn failing_test_is_exit_1_for_test_and_2_for_validate() {
-    let src = std::fs::read_to_string(policy("three-tier.yaml")).unwrap().replace(
-        "service: tcp/22,   expect: allow",
-        "service: tcp/22,   expect: deny",
-    );
+    let src = std::fs::read_to_string(policy("three-tier.yaml"))
+        .unwrap()
+        .replace(
+            "service: tcp/22,   expect: allow",
+            "service: tcp/22,   expect: deny",
+        );
     let p = temp("failing.yaml", &src);
     let o = bulkctl(&["policy", "test", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let out = text(&o.stdout);
     assert!(out.contains("FAIL test #4"), "{out}");
-    assert!(out.contains("expected deny, got allow by rule admin-ssh"), "{out}");
+    assert!(
+        out.contains("expected deny, got allow by rule admin-ssh"),
+        "{out}"
+    );
     let o = bulkctl(&["policy", "validate", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("test #4: failed"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("test #4: failed"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -147,17 +256,42 @@ fn lint_strict() {
 
 #[test]
 fn diff_of_three_tier_revisions() {
-    let o = bulkctl(&["policy", "diff", &policy("three-tier.yaml"), &policy("three-tier-v2.yaml")]);
+    let o = bulkctl(&[
+        "policy",
+        "diff",
+        &policy("three-tier.yaml"),
+        &policy("three-tier-v2.yaml"),
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let out = text(&o.stdout);
-    assert!(out.contains("admin -> db tcp/22: allow (admin-ssh) => deny (default)"), "{out}");
-    assert!(out.contains("app -> cache tcp/6379: deny (default) => allow (app-to-cache)"), "{out}");
+    assert!(
+        out.contains("admin -> db tcp/22: allow (admin-ssh) => deny (default)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("app -> cache tcp/6379: deny (default) => allow (app-to-cache)"),
+        "{out}"
+    );
     assert!(out.contains("+ rule \"app-to-cache\""), "{out}");
-    let o = bulkctl(&["policy", "diff", "--json", &policy("three-tier.yaml"), &policy("three-tier-v2.yaml")]);
+    let o = bulkctl(&[
+        "policy",
+        "diff",
+        "--json",
+        &policy("three-tier.yaml"),
+        &policy("three-tier-v2.yaml"),
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let changes = v["verdict_changes"].as_array().unwrap();
-    assert!(changes.iter().any(|c| c["src"] == "web" && c["dst"] == "app" && c["service"] == "tcp/8443" && c["new"]["verdict"] == "allow"));
-    let o = bulkctl(&["policy", "diff", &policy("three-tier.yaml"), &policy("three-tier.yaml")]);
+    assert!(changes.iter().any(|c| c["src"] == "web"
+        && c["dst"] == "app"
+        && c["service"] == "tcp/8443"
+        && c["new"]["verdict"] == "allow"));
+    let o = bulkctl(&[
+        "policy",
+        "diff",
+        &policy("three-tier.yaml"),
+        &policy("three-tier.yaml"),
+    ]);
     assert_eq!(text(&o.stdout), "no differences\n");
 }
 
@@ -169,17 +303,32 @@ fn fmt_check_write_and_stdin() {
     let canonical = text(&o.stdout);
     let p = temp("fmt.yaml", &src);
     let ps = p.to_str().unwrap();
-    assert_eq!(bulkctl(&["policy", "fmt", "--check", ps]).status.code(), Some(1));
-    assert_eq!(bulkctl(&["policy", "fmt", "--write", ps]).status.code(), Some(0));
+    assert_eq!(
+        bulkctl(&["policy", "fmt", "--check", ps]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        bulkctl(&["policy", "fmt", "--write", ps]).status.code(),
+        Some(0)
+    );
     assert_eq!(std::fs::read_to_string(&p).unwrap(), canonical);
-    assert_eq!(bulkctl(&["policy", "fmt", "--check", ps]).status.code(), Some(0));
+    assert_eq!(
+        bulkctl(&["policy", "fmt", "--check", ps]).status.code(),
+        Some(0)
+    );
     let o = bulkctl_stdin(&["policy", "validate", "-"], &canonical);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
 }
 
 #[test]
 fn server_is_reserved_and_help_has_examples() {
-    let o = bulkctl(&["--server", "https://gw-1:7443", "policy", "validate", &policy("three-tier.yaml")]);
+    let o = bulkctl(&[
+        "--server",
+        "https://gw-1:7443",
+        "policy",
+        "validate",
+        &policy("three-tier.yaml"),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("online mode is not available yet"));
     let o = bulkctl(&["policy", "check", "--help"]);
@@ -197,7 +346,11 @@ fn missing_file_and_huge_stdin() {
     let big = "#".repeat(bulkhead_limit() + 10);
     let o = bulkctl_stdin(&["policy", "validate", "-"], &big);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("larger than the limit"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("larger than the limit"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 fn bulkhead_limit() -> usize {

@@ -129,7 +129,10 @@ impl fmt::Display for PolicyDiff {
             writeln!(f, "no verdict changes")?;
         }
         if self.truncated {
-            writeln!(f, "  (verdict comparison stopped early: policies too large; list incomplete)")?;
+            writeln!(
+                f,
+                "  (verdict comparison stopped early: policies too large; list incomplete)"
+            )?;
         }
         if !self.objects.is_empty() {
             writeln!(f, "object changes ({}):", self.objects.len())?;
@@ -187,7 +190,13 @@ impl Class {
 
 fn classes(a: &Policy, b: &Policy) -> Vec<Class> {
     let mut cuts: HashMap<u8, BTreeSet<u32>> = HashMap::new();
-    for spec in a.ruleset().rules.iter().chain(&b.ruleset().rules).flat_map(|r| &r.services) {
+    for spec in a
+        .ruleset()
+        .rules
+        .iter()
+        .chain(&b.ruleset().rules)
+        .flat_map(|r| &r.services)
+    {
         match *spec {
             ServiceSpec::Any => {}
             ServiceSpec::Ports { proto: p, lo, hi } => {
@@ -267,19 +276,31 @@ fn verdict_of(p: &Policy, src: SegIdx, dst: SegIdx, c: &Class) -> Verdict {
 /// Compare two policies (see the module docs).
 pub fn diff(old: &Policy, new: &Policy) -> PolicyDiff {
     let mut out = PolicyDiff::default();
-    let mut names: Vec<&str> = old.ruleset().segments.iter().map(|s| s.name.as_str()).collect();
+    let mut names: Vec<&str> = old
+        .ruleset()
+        .segments
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     for s in &new.ruleset().segments {
         if old.segment_index(&s.name).is_none() {
             names.push(&s.name);
         }
     }
     let cls = classes(old, new);
-    let per_eval = u64::try_from(old.ruleset().rules.len() + new.ruleset().rules.len() + 1).unwrap_or(u64::MAX);
+    let per_eval = u64::try_from(old.ruleset().rules.len() + new.ruleset().rules.len() + 1)
+        .unwrap_or(u64::MAX);
     let mut work: u64 = 0;
     'outer: for s in &names {
-        let (os, ns) = (old.segment_index(s).unwrap_or(0), new.segment_index(s).unwrap_or(0));
+        let (os, ns) = (
+            old.segment_index(s).unwrap_or(0),
+            new.segment_index(s).unwrap_or(0),
+        );
         for d in &names {
-            let (od, nd) = (old.segment_index(d).unwrap_or(0), new.segment_index(d).unwrap_or(0));
+            let (od, nd) = (
+                old.segment_index(d).unwrap_or(0),
+                new.segment_index(d).unwrap_or(0),
+            );
             let mut pending: Option<(VerdictChange, Class)> = None;
             for c in &cls {
                 work = work.saturating_add(per_eval);
@@ -300,7 +321,13 @@ pub fn diff(old: &Policy, new: &Policy) -> PolicyDiff {
                 }
                 // Merge with the previous class when contiguous and the same change.
                 if let Some((p, pc)) = &mut pending {
-                    if !c.other && !pc.other && pc.proto == c.proto && pc.hi + 1 == c.lo && p.old == a && p.new == b {
+                    if !c.other
+                        && !pc.other
+                        && pc.proto == c.proto
+                        && pc.hi + 1 == c.lo
+                        && p.old == a
+                        && p.new == b
+                    {
                         pc.hi = c.hi;
                         p.service = pc.describe();
                         continue;
@@ -380,7 +407,11 @@ fn objects(old: &Policy, new: &Policy, out: &mut Vec<ObjectChange>) {
             kind: "default",
             name: "default".into(),
             change: Change::Changed,
-            detail: Some(format!("{} -> {}", verdict_word(a.default_action), verdict_word(b.default_action))),
+            detail: Some(format!(
+                "{} -> {}",
+                verdict_word(a.default_action),
+                verdict_word(b.default_action)
+            )),
         });
     }
     if a.anti_spoofing != b.anti_spoofing {
@@ -392,59 +423,106 @@ fn objects(old: &Policy, new: &Policy, out: &mut Vec<ObjectChange>) {
         });
     }
     let q = |s: &str| format!("\"{s}\"");
-    compare("segment", &a.segments, &b.segments, |s| q(&s.name), |x, y| {
-        let mut d = Vec::new();
-        if x.id != y.id {
-            d.push(format!("id {} -> {}", x.id, y.id));
-        }
-        if x.vlans != y.vlans {
-            d.push("vlans".to_string());
-        }
-        if x.prefixes != y.prefixes {
-            d.push("prefixes".to_string());
-        }
-        if x.labels != y.labels {
-            d.push("labels".to_string());
-        }
-        if x.mode != y.mode {
-            d.push(format!("mode {:?} -> {:?}", x.mode, y.mode).to_lowercase());
-        }
-        if x.description != y.description {
-            d.push("description".to_string());
-        }
-        (!d.is_empty()).then(|| d.join(", "))
-    }, out);
-    compare("group", &a.groups, &b.groups, |g| q(&g.name), |x, y| (x != y).then(|| "definition".to_string()), out);
-    compare("service", &a.services, &b.services, |s| q(&s.name), |x, y| (x != y).then(|| "specs".to_string()), out);
-    let pos_a: HashMap<&str, usize> = a.rules.iter().enumerate().map(|(i, r)| (r.name.as_str(), i)).collect();
-    let pos_b: HashMap<&str, usize> = b.rules.iter().enumerate().map(|(i, r)| (r.name.as_str(), i)).collect();
-    compare("rule", &a.rules, &b.rules, |r| q(&r.name), |x, y| {
-        let mut d = Vec::new();
-        for (what, changed) in [
-            ("from", x.from != y.from),
-            ("to", x.to != y.to),
-            ("services", x.services != y.services),
-            ("log", x.log != y.log),
-            ("description", x.description != y.description),
-        ] {
-            if changed {
-                d.push(what.to_string());
+    compare(
+        "segment",
+        &a.segments,
+        &b.segments,
+        |s| q(&s.name),
+        |x, y| {
+            let mut d = Vec::new();
+            if x.id != y.id {
+                d.push(format!("id {} -> {}", x.id, y.id));
             }
-        }
-        if x.action != y.action {
-            d.push(format!("action {} -> {}", verdict_word(x.action), verdict_word(y.action)));
-        }
-        let (pa, pb) = (pos_a.get(x.name.as_str()), pos_b.get(y.name.as_str()));
-        if let (Some(pa), Some(pb)) = (pa, pb) {
-            if pa != pb {
-                d.push(format!("position {} -> {}", pa + 1, pb + 1));
+            if x.vlans != y.vlans {
+                d.push("vlans".to_string());
             }
-        }
-        (!d.is_empty()).then(|| d.join(", "))
-    }, out);
-    compare("endpoint", &a.endpoints, &b.endpoints, |e| e.ip.to_string(), |x, y| {
-        (x != y).then(|| format!("segment {} -> {}", x.segment.v, y.segment.v))
-    }, out);
+            if x.prefixes != y.prefixes {
+                d.push("prefixes".to_string());
+            }
+            if x.labels != y.labels {
+                d.push("labels".to_string());
+            }
+            if x.mode != y.mode {
+                d.push(format!("mode {:?} -> {:?}", x.mode, y.mode).to_lowercase());
+            }
+            if x.description != y.description {
+                d.push("description".to_string());
+            }
+            (!d.is_empty()).then(|| d.join(", "))
+        },
+        out,
+    );
+    compare(
+        "group",
+        &a.groups,
+        &b.groups,
+        |g| q(&g.name),
+        |x, y| (x != y).then(|| "definition".to_string()),
+        out,
+    );
+    compare(
+        "service",
+        &a.services,
+        &b.services,
+        |s| q(&s.name),
+        |x, y| (x != y).then(|| "specs".to_string()),
+        out,
+    );
+    let pos_a: HashMap<&str, usize> = a
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
+    let pos_b: HashMap<&str, usize> = b
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
+    compare(
+        "rule",
+        &a.rules,
+        &b.rules,
+        |r| q(&r.name),
+        |x, y| {
+            let mut d = Vec::new();
+            for (what, changed) in [
+                ("from", x.from != y.from),
+                ("to", x.to != y.to),
+                ("services", x.services != y.services),
+                ("log", x.log != y.log),
+                ("description", x.description != y.description),
+            ] {
+                if changed {
+                    d.push(what.to_string());
+                }
+            }
+            if x.action != y.action {
+                d.push(format!(
+                    "action {} -> {}",
+                    verdict_word(x.action),
+                    verdict_word(y.action)
+                ));
+            }
+            let (pa, pb) = (pos_a.get(x.name.as_str()), pos_b.get(y.name.as_str()));
+            if let (Some(pa), Some(pb)) = (pa, pb) {
+                if pa != pb {
+                    d.push(format!("position {} -> {}", pa + 1, pb + 1));
+                }
+            }
+            (!d.is_empty()).then(|| d.join(", "))
+        },
+        out,
+    );
+    compare(
+        "endpoint",
+        &a.endpoints,
+        &b.endpoints,
+        |e| e.ip.to_string(),
+        |x, y| (x != y).then(|| format!("segment {} -> {}", x.segment.v, y.segment.v)),
+        out,
+    );
 }
 
 /// Verdict word for an action (re-exported for the CLI).
@@ -457,7 +535,9 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Policy {
-        crate::load(s, "t").unwrap_or_else(|e| panic!("{e:?}")).policy
+        crate::load(s, "t")
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .policy
     }
 
     const OLD: &str = "version: 1\nsegments:\n  a: {id: 1, prefixes: [10.1.0.0/16]}\n  b: {id: 2, prefixes: [10.2.0.0/16]}\nservices:\n  web: [tcp/8000-8099]\nrules:\n  - {name: r1, from: [a], to: [b], services: [web], action: allow}\n";
@@ -475,10 +555,33 @@ mod tests {
         let d = diff(&p(OLD), &p(&new));
         assert_eq!(d.verdict_changes.len(), 1, "{d}");
         let c = &d.verdict_changes[0];
-        assert_eq!((c.src.as_str(), c.dst.as_str(), c.service.as_str()), ("a", "b", "tcp/8050-8099"));
-        assert_eq!(c.old, Verdict { verdict: "allow".into(), rule: "r1".into() });
-        assert_eq!(c.new, Verdict { verdict: "deny".into(), rule: "default".into() });
-        assert_eq!(d.objects, vec![ObjectChange { kind: "service", name: "\"web\"".into(), change: Change::Changed, detail: Some("specs".into()) }]);
+        assert_eq!(
+            (c.src.as_str(), c.dst.as_str(), c.service.as_str()),
+            ("a", "b", "tcp/8050-8099")
+        );
+        assert_eq!(
+            c.old,
+            Verdict {
+                verdict: "allow".into(),
+                rule: "r1".into()
+            }
+        );
+        assert_eq!(
+            c.new,
+            Verdict {
+                verdict: "deny".into(),
+                rule: "default".into()
+            }
+        );
+        assert_eq!(
+            d.objects,
+            vec![ObjectChange {
+                kind: "service",
+                name: "\"web\"".into(),
+                change: Change::Changed,
+                detail: Some("specs".into())
+            }]
+        );
         let j = d.to_json();
         assert_eq!(j["verdict_changes"][0]["service"], "tcp/8050-8099");
         assert_eq!(j["objects"][0]["change"], "changed");
@@ -486,14 +589,25 @@ mod tests {
 
     #[test]
     fn monitor_mode_and_new_segment() {
-        let new = OLD.replace("b: {id: 2, prefixes: [10.2.0.0/16]}", "b: {id: 2, prefixes: [10.2.0.0/16], mode: monitor}\n  c: {id: 3}")
-            + "  - {name: r2, from: [c], to: [a], services: [proto/47], action: allow}\n";
+        let new = OLD.replace(
+            "b: {id: 2, prefixes: [10.2.0.0/16]}",
+            "b: {id: 2, prefixes: [10.2.0.0/16], mode: monitor}\n  c: {id: 3}",
+        ) + "  - {name: r2, from: [c], to: [a], services: [proto/47], action: allow}\n";
         let d = diff(&p(OLD), &p(&new));
         let text = d.to_string();
-        assert!(text.contains("a -> b tcp/0-7999: deny (default) => would-deny (default)"), "{text}");
-        assert!(text.contains("c -> a proto/47: deny (default) => allow (r2)"), "{text}");
+        assert!(
+            text.contains("a -> b tcp/0-7999: deny (default) => would-deny (default)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("c -> a proto/47: deny (default) => allow (r2)"),
+            "{text}"
+        );
         assert!(text.contains("+ segment \"c\""), "{text}");
-        assert!(text.contains("~ segment \"b\": mode enforce -> monitor"), "{text}");
+        assert!(
+            text.contains("~ segment \"b\": mode enforce -> monitor"),
+            "{text}"
+        );
         assert!(text.contains("+ rule \"r2\""), "{text}");
         // c is world in the old policy, and world -> a did not change for tcp.
         assert!(!text.contains("world -> a"), "{text}");

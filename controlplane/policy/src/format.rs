@@ -34,7 +34,21 @@ fn needs_quotes(s: &str) -> bool {
         return true;
     }
     let lower = s.to_ascii_lowercase();
-    if matches!(lower.as_str(), "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | ".nan" | ".inf" | "-.inf" | "+.inf") {
+    if matches!(
+        lower.as_str(),
+        "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "y"
+            | "n"
+            | ".nan"
+            | ".inf"
+            | "-.inf"
+            | "+.inf"
+    ) {
         return true;
     }
     // Anything a YAML 1.2 parser could read as a number.
@@ -43,8 +57,12 @@ fn needs_quotes(s: &str) -> bool {
     if s.parse::<f64>().is_ok() || radix {
         return true;
     }
-    let first_ok = b.first().is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'/');
-    let all_ok = s.bytes().all(|c| c.is_ascii_alphanumeric() || b"_./:-".contains(&c));
+    let first_ok = b
+        .first()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'/');
+    let all_ok = s
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"_./:-".contains(&c));
     !(first_ok && all_ok) || s.ends_with(':') || s.contains("::") || s.contains(": ")
 }
 
@@ -90,7 +108,10 @@ fn list_field(out: &mut String, indent: usize, key: &str, items: &[String]) {
 }
 
 fn flow_map(pairs: &[(String, String)]) -> String {
-    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{}: {v}", scalar(k))).collect();
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}: {v}", scalar(k)))
+        .collect();
     format!("{{{}}}", inner.join(", "))
 }
 
@@ -125,11 +146,19 @@ pub fn format(policy: &Policy) -> String {
                 list_field(&mut out, 4, "vlans", &v);
             }
             if !s.prefixes.is_empty() {
-                let v: Vec<String> = s.prefixes.iter().map(|p| scalar(&p.v.to_string())).collect();
+                let v: Vec<String> = s
+                    .prefixes
+                    .iter()
+                    .map(|p| scalar(&p.v.to_string()))
+                    .collect();
                 list_field(&mut out, 4, "prefixes", &v);
             }
             if !s.labels.is_empty() {
-                let pairs: Vec<(String, String)> = s.labels.iter().map(|(k, v)| (k.clone(), scalar(v))).collect();
+                let pairs: Vec<(String, String)> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), scalar(v)))
+                    .collect();
                 let flow = flow_map(&pairs);
                 if 4 + 8 + flow.len() <= WIDTH {
                     let _ = writeln!(out, "    labels: {flow}");
@@ -171,7 +200,8 @@ pub fn format(policy: &Policy) -> String {
         for g in &d.groups {
             let body = match &g.body {
                 GroupBody::Match(labels) => {
-                    let pairs: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.clone(), scalar(v))).collect();
+                    let pairs: Vec<(String, String)> =
+                        labels.iter().map(|(k, v)| (k.clone(), scalar(v))).collect();
                     format!("{{match: {}}}", flow_map(&pairs))
                 }
                 GroupBody::Segments(names) => {
@@ -199,7 +229,11 @@ pub fn format(policy: &Policy) -> String {
             let _ = writeln!(out, "  - name: {}", scalar(&r.name));
             let from: Vec<String> = r.from.iter().map(|s| scalar(&s.v.to_string())).collect();
             let to: Vec<String> = r.to.iter().map(|s| scalar(&s.v.to_string())).collect();
-            let svc: Vec<String> = r.services.iter().map(|s| scalar(&s.v.to_string())).collect();
+            let svc: Vec<String> = r
+                .services
+                .iter()
+                .map(|s| scalar(&s.v.to_string()))
+                .collect();
             list_field(&mut out, 4, "from", &from);
             list_field(&mut out, 4, "to", &to);
             list_field(&mut out, 4, "services", &svc);
@@ -251,7 +285,20 @@ mod tests {
         for s in ["web", "10.0.0.0/24", "group:prod", "tcp/443", "a.b-c_d"] {
             assert_eq!(scalar(s), s);
         }
-        for s in ["true", "No", "10", "1.5", "", "~", "fd00:20::/64", "a b", "x:", "-x", "0x1f", "a\"b"] {
+        for s in [
+            "true",
+            "No",
+            "10",
+            "1.5",
+            "",
+            "~",
+            "fd00:20::/64",
+            "a b",
+            "x:",
+            "-x",
+            "0x1f",
+            "a\"b",
+        ] {
             assert!(scalar(s).starts_with('"'), "{s}");
         }
         assert_eq!(scalar("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");

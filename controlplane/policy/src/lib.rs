@@ -109,7 +109,10 @@ pub fn validate_full(source: &str, origin: &str) -> Result<Loaded, Vec<Diagnosti
                 "failed: {}: expected {}{}, got {} by rule {}",
                 t.flow,
                 policy::verdict_word(t.expected),
-                t.expected_rule.as_ref().map(|r| format!(" by rule {r}")).unwrap_or_default(),
+                t.expected_rule
+                    .as_ref()
+                    .map(|r| format!(" by rule {r}"))
+                    .unwrap_or_default(),
                 policy::verdict_word(t.got),
                 t.got_rule
             ),

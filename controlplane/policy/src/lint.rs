@@ -30,7 +30,9 @@ use crate::yaml::Pos;
 use crate::Policy;
 
 /// Administrative and database ports that `world` should not reach.
-pub const ADMIN_PORTS: &[u16] = &[22, 23, 3389, 5900, 3306, 5432, 1433, 6379, 9200, 11211, 27017];
+pub const ADMIN_PORTS: &[u16] = &[
+    22, 23, 3389, 5900, 3306, 5432, 1433, 6379, 9200, 11211, 27017,
+];
 
 /// Largest from × to (in segment pairs) for which shadowing is exact.
 pub const EXACT_PAIR_LIMIT: usize = 4096;
@@ -53,18 +55,28 @@ pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
     };
 
     if doc.default_action == Action::Allow {
-        out.push(w(None, Pos::default(), "default: allow admits everything no rule denies (meant only for migrations)".into()));
+        out.push(w(
+            None,
+            Pos::default(),
+            "default: allow admits everything no rule denies (meant only for migrations)".into(),
+        ));
     }
 
     // Segments with no members.
     let mut has_endpoint = vec![false; rs.segments.len()];
     for e in &rs.endpoints {
-        if let Some(slot) = usize::try_from(e.segment).ok().and_then(|i| has_endpoint.get_mut(i)) {
+        if let Some(slot) = usize::try_from(e.segment)
+            .ok()
+            .and_then(|i| has_endpoint.get_mut(i))
+        {
             *slot = true;
         }
     }
     for (i, s) in doc.segments.iter().enumerate() {
-        if s.vlans.is_empty() && s.prefixes.is_empty() && !has_endpoint.get(i + 1).copied().unwrap_or(false) {
+        if s.vlans.is_empty()
+            && s.prefixes.is_empty()
+            && !has_endpoint.get(i + 1).copied().unwrap_or(false)
+        {
             out.push(w(
                 Some(format!("segment \"{}\"", s.name)),
                 s.at.0,
@@ -103,7 +115,11 @@ pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
     }
     for s in &doc.services {
         if !used_services.contains(s.name.as_str()) {
-            out.push(w(Some(format!("service \"{}\"", s.name)), s.at.0, "is not used by any rule".into()));
+            out.push(w(
+                Some(format!("service \"{}\"", s.name)),
+                s.at.0,
+                "is not used by any rule".into(),
+            ));
         }
     }
 
@@ -114,7 +130,11 @@ pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
         let empty = |s: &SegmentSet| matches!(s, SegmentSet::List(v) if v.is_empty());
         if empty(&r.from) || empty(&r.to) {
             let side = if empty(&r.from) { "from" } else { "to" };
-            out.push(w(obj.clone(), ast.at.0, format!("can never match: `{side}` selects no segment (its groups are empty)")));
+            out.push(w(
+                obj.clone(),
+                ast.at.0,
+                format!("can never match: `{side}` selects no segment (its groups are empty)"),
+            ));
             continue;
         }
         if r.action == Action::Allow && r.from.contains(0) {
@@ -130,7 +150,11 @@ pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
                     .map(|(_, p, w)| format!("{w}/{p}"))
                     .collect();
                 if !hits.is_empty() {
-                    let from = if r.from == SegmentSet::Any { "any (including world)" } else { "world" };
+                    let from = if r.from == SegmentSet::Any {
+                        "any (including world)"
+                    } else {
+                        "world"
+                    };
                     out.push(w(
                         obj.clone(),
                         ast.at.0,
@@ -207,7 +231,8 @@ fn merge(mut v: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
 
 /// Is every interval of `need` inside the union `have` (both merged)?
 fn covered(need: &[(u32, u32)], have: &[(u32, u32)]) -> bool {
-    need.iter().all(|&(lo, hi)| have.iter().any(|&(a, b)| a <= lo && hi <= b))
+    need.iter()
+        .all(|&(lo, hi)| have.iter().any(|&(a, b)| a <= lo && hi <= b))
 }
 
 fn is_superset(big: &SegmentSet, small: &SegmentSet) -> bool {
@@ -315,8 +340,16 @@ fn shadowing(policy: &Policy, out: &mut Vec<Diagnostic>) {
         };
         if shadowed {
             coverers.sort_unstable();
-            let names: Vec<String> = coverers.iter().take(5).map(|&i| format!("\"{}\"", rs.rules[i].name)).collect();
-            let more = if coverers.len() > 5 { format!(" and {} more", coverers.len() - 5) } else { String::new() };
+            let names: Vec<String> = coverers
+                .iter()
+                .take(5)
+                .map(|&i| format!("\"{}\"", rs.rules[i].name))
+                .collect();
+            let more = if coverers.len() > 5 {
+                format!(" and {} more", coverers.len() - 5)
+            } else {
+                String::new()
+            };
             let pos = doc.rules.get(j).map(|a| a.at.0).unwrap_or_default();
             out.push(Diagnostic {
                 severity: Severity::Warning,
@@ -335,7 +368,9 @@ mod tests {
     use super::*;
 
     fn lint_of(src: &str) -> Vec<String> {
-        let p = crate::load(src, "t.yaml").unwrap_or_else(|e| panic!("{e:?}")).policy;
+        let p = crate::load(src, "t.yaml")
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .policy;
         lint(&p).iter().map(ToString::to_string).collect()
     }
 
@@ -351,7 +386,12 @@ mod tests {
     fn shadowed_by_one_rule() {
         let src = format!("{BASE}rules:\n  - {{name: wide, from: [a, b], to: [c], services: [tcp], action: deny}}\n  - {{name: narrow, from: [a], to: [c], services: [tcp/22], action: allow}}\n");
         let l = lint_of(&src);
-        assert!(l.iter().any(|m| m.contains("t.yaml:8:5: warning: rule \"narrow\": is shadowed: earlier rule(s) \"wide\"")), "{l:?}");
+        assert!(
+            l.iter().any(|m| m.contains(
+                "t.yaml:8:5: warning: rule \"narrow\": is shadowed: earlier rule(s) \"wide\""
+            )),
+            "{l:?}"
+        );
     }
 
     #[test]
@@ -359,8 +399,14 @@ mod tests {
         // Neither earlier rule alone covers `late`; together they do (ports and segments).
         let src = format!("{BASE}rules:\n  - {{name: lo, from: [a], to: [c], services: [tcp/1-100], action: allow}}\n  - {{name: hi, from: [a], to: [c], services: [tcp/101-200], action: deny}}\n  - {{name: other, from: [b], to: [c], services: [tcp/1-200], action: allow}}\n  - {{name: late, from: [a, b], to: [c], services: [tcp/50-150], action: allow}}\n");
         let l = lint_of(&src);
-        assert!(l.iter().any(|m| m.contains("rule \"late\": is shadowed")), "{l:?}");
-        assert!(!l.iter().any(|m| m.contains("rule \"hi\": is shadowed")), "{l:?}");
+        assert!(
+            l.iter().any(|m| m.contains("rule \"late\": is shadowed")),
+            "{l:?}"
+        );
+        assert!(
+            !l.iter().any(|m| m.contains("rule \"hi\": is shadowed")),
+            "{l:?}"
+        );
     }
 
     #[test]
@@ -374,14 +420,22 @@ mod tests {
     fn any_covers_everything_including_other_protocols() {
         let src = format!("{BASE}rules:\n  - {{name: all, from: [any], to: [any], services: [any], action: deny}}\n  - {{name: gre, from: [a], to: [b], services: [proto/47], action: allow}}\n  - {{name: icmp, from: [world], to: [b], services: [icmp], action: allow}}\n");
         let l = lint_of(&src);
-        assert!(l.iter().any(|m| m.contains("rule \"gre\": is shadowed")), "{l:?}");
-        assert!(l.iter().any(|m| m.contains("rule \"icmp\": is shadowed")), "{l:?}");
+        assert!(
+            l.iter().any(|m| m.contains("rule \"gre\": is shadowed")),
+            "{l:?}"
+        );
+        assert!(
+            l.iter().any(|m| m.contains("rule \"icmp\": is shadowed")),
+            "{l:?}"
+        );
     }
 
     #[test]
     fn proto_number_covers_its_ports() {
         let src = format!("{BASE}rules:\n  - {{name: tcpall, from: [a], to: [b], services: [proto/6], action: allow}}\n  - {{name: web, from: [a], to: [b], services: [tcp/80], action: allow}}\n");
-        assert!(lint_of(&src).iter().any(|m| m.contains("rule \"web\": is shadowed")));
+        assert!(lint_of(&src)
+            .iter()
+            .any(|m| m.contains("rule \"web\": is shadowed")));
     }
 
     #[test]
@@ -405,7 +459,10 @@ mod tests {
         assert!(has("group \"spare\": is not used by any rule"), "{l:?}");
         assert!(!has("group \"nobody\": is not used"), "{l:?}");
         assert!(has("service \"unused\": is not used by any rule"), "{l:?}");
-        assert!(has("rule \"never\": can never match: `from` selects no segment"), "{l:?}");
+        assert!(
+            has("rule \"never\": can never match: `from` selects no segment"),
+            "{l:?}"
+        );
     }
 
     #[test]

@@ -33,7 +33,15 @@ const SEGMENT_KEYS: &[&str] = &["id", "vlans", "prefixes", "labels", "mode", "de
 const WORLD_KEYS: &[&str] = &["id", "description"];
 const ENDPOINT_KEYS: &[&str] = &["ip", "segment", "override", "description"];
 const GROUP_KEYS: &[&str] = &["match", "segments"];
-const RULE_KEYS: &[&str] = &["name", "from", "to", "services", "action", "log", "description"];
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "from",
+    "to",
+    "services",
+    "action",
+    "log",
+    "description",
+];
 const TEST_KEYS: &[&str] = &["name", "from", "to", "service", "expect", "rule", "vlan"];
 
 /// Rule names that would be ambiguous in test expectations and outputs.
@@ -68,11 +76,20 @@ impl Ctx<'_> {
         });
     }
 
-    fn map<'n>(&mut self, node: &'n Node, obj: Option<&str>, what: &str) -> Option<&'n [(Key, Node)]> {
+    fn map<'n>(
+        &mut self,
+        node: &'n Node,
+        obj: Option<&str>,
+        what: &str,
+    ) -> Option<&'n [(Key, Node)]> {
         match &node.kind {
             NodeKind::Map(m) => Some(m),
             _ => {
-                self.err(obj, node.pos, format!("{what} must be a mapping, found {}", node.type_name()));
+                self.err(
+                    obj,
+                    node.pos,
+                    format!("{what} must be a mapping, found {}", node.type_name()),
+                );
                 None
             }
         }
@@ -82,7 +99,11 @@ impl Ctx<'_> {
         match &node.kind {
             NodeKind::Seq(s) => Some(s),
             _ => {
-                self.err(obj, node.pos, format!("{what} must be a list, found {}", node.type_name()));
+                self.err(
+                    obj,
+                    node.pos,
+                    format!("{what} must be a list, found {}", node.type_name()),
+                );
                 None
             }
         }
@@ -93,13 +114,21 @@ impl Ctx<'_> {
         match &node.kind {
             NodeKind::Scalar { value, plain } if !(*plain && is_null(value)) => {
                 if value.len() > MAX_NAME_LEN.max(1024) || value.chars().any(char::is_control) {
-                    self.err(obj, node.pos, format!("{what} is too long or contains control characters"));
+                    self.err(
+                        obj,
+                        node.pos,
+                        format!("{what} is too long or contains control characters"),
+                    );
                     return None;
                 }
                 Some(value.clone())
             }
             _ => {
-                self.err(obj, node.pos, format!("{what} must be a string, found {}", node.type_name()));
+                self.err(
+                    obj,
+                    node.pos,
+                    format!("{what} must be a string, found {}", node.type_name()),
+                );
                 None
             }
         }
@@ -113,17 +142,29 @@ impl Ctx<'_> {
                 match value.parse::<u64>() {
                     Ok(n) if n <= max => Some(n),
                     _ => {
-                        self.err(obj, node.pos, format!("{what} {value} is out of range 0..={max}"));
+                        self.err(
+                            obj,
+                            node.pos,
+                            format!("{what} {value} is out of range 0..={max}"),
+                        );
                         None
                     }
                 }
             }
             NodeKind::Scalar { value, .. } => {
-                self.err(obj, node.pos, format!("{what} must be an integer, found \"{value}\""));
+                self.err(
+                    obj,
+                    node.pos,
+                    format!("{what} must be an integer, found \"{value}\""),
+                );
                 None
             }
             _ => {
-                self.err(obj, node.pos, format!("{what} must be an integer, found {}", node.type_name()));
+                self.err(
+                    obj,
+                    node.pos,
+                    format!("{what} must be an integer, found {}", node.type_name()),
+                );
                 None
             }
         }
@@ -156,7 +197,11 @@ impl Ctx<'_> {
                 self.err(
                     obj,
                     k.pos,
-                    format!("unknown key \"{}\"; allowed keys: {}", k.name, allowed.join(", ")),
+                    format!(
+                        "unknown key \"{}\"; allowed keys: {}",
+                        k.name,
+                        allowed.join(", ")
+                    ),
                 );
             }
         }
@@ -175,7 +220,9 @@ impl Ctx<'_> {
 
     fn labels(&mut self, node: &Node, obj: Option<&str>, what: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        let Some(m) = self.map(node, obj, what) else { return out };
+        let Some(m) = self.map(node, obj, what) else {
+            return out;
+        };
         for (k, v) in m {
             if let Err(e) = check_label(&k.name) {
                 self.err(obj, k.pos, format!("label key \"{}\" {e}", k.name));
@@ -184,12 +231,23 @@ impl Ctx<'_> {
             let val = match &v.kind {
                 NodeKind::Scalar { value, plain } if !(*plain && is_null(value)) => value.clone(),
                 _ => {
-                    self.err(obj, v.pos, format!("label \"{}\" must have a string value", k.name));
+                    self.err(
+                        obj,
+                        v.pos,
+                        format!("label \"{}\" must have a string value", k.name),
+                    );
                     continue;
                 }
             };
             if val.len() > MAX_NAME_LEN || val.chars().any(char::is_control) {
-                self.err(obj, v.pos, format!("label \"{}\" value is too long or has control characters", k.name));
+                self.err(
+                    obj,
+                    v.pos,
+                    format!(
+                        "label \"{}\" value is too long or has control characters",
+                        k.name
+                    ),
+                );
                 continue;
             }
             out.push((k.name.clone(), val));
@@ -209,8 +267,14 @@ pub fn check_name(s: &str) -> Result<(), String> {
         return Err(format!("is longer than {MAX_NAME_LEN} bytes"));
     }
     let first_ok = s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric);
-    if !first_ok || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-        return Err("must be letters, digits, '_', '.', '-' and start with a letter or digit".into());
+    if !first_ok
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(
+            "must be letters, digits, '_', '.', '-' and start with a letter or digit".into(),
+        );
     }
     Ok(())
 }
@@ -219,7 +283,10 @@ fn check_label(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > MAX_NAME_LEN {
         return Err(format!("must be 1..={MAX_NAME_LEN} bytes"));
     }
-    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)) {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
+    {
         return Err("must be letters, digits, '_', '.', '-', '/'".into());
     }
     Ok(())
@@ -277,7 +344,11 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
     let top = match &root.kind {
         NodeKind::Map(m) => m,
         _ => {
-            cx.err(None, root.pos, format!("a policy must be a mapping, found {}", root.type_name()));
+            cx.err(
+                None,
+                root.pos,
+                format!("a policy must be a mapping, found {}", root.type_name()),
+            );
             return None;
         }
     };
@@ -287,15 +358,25 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
         top.iter()
             .find(|(key, _)| key.name == k)
             .map(|(_, v)| v)
-            .filter(|v| !matches!(&v.kind, NodeKind::Scalar { value, plain: true } if is_null(value)))
+            .filter(
+                |v| !matches!(&v.kind, NodeKind::Scalar { value, plain: true } if is_null(value)),
+            )
     };
 
     match get("version") {
-        None => cx.err(None, root.pos, "missing required key \"version\" (must be 1)"),
+        None => cx.err(
+            None,
+            root.pos,
+            "missing required key \"version\" (must be 1)",
+        ),
         Some(v) => {
             if let Some(n) = cx.uint(v, None, "version", u64::MAX) {
                 if n != 1 {
-                    cx.err(None, v.pos, format!("unsupported version {n}: version must be 1"));
+                    cx.err(
+                        None,
+                        v.pos,
+                        format!("unsupported version {n}: version must be 1"),
+                    );
                 }
             }
         }
@@ -358,7 +439,10 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
             // Only the segment that owns the name (duplicates were refused).
             if usize::try_from(idx).ok() == Some(i + 1) {
                 for (k, v) in &s.labels {
-                    label_index.entry((k.as_str(), v.as_str())).or_default().push(idx);
+                    label_index
+                        .entry((k.as_str(), v.as_str()))
+                        .or_default()
+                        .push(idx);
                 }
             }
         }
@@ -370,7 +454,11 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
     if let Some(g) = get("groups") {
         if let Some(m) = cx.map(g, None, "groups") {
             if m.len() > MAX_GROUPS {
-                cx.err(None, g.pos, format!("{} groups exceed the limit of {MAX_GROUPS}", m.len()));
+                cx.err(
+                    None,
+                    g.pos,
+                    format!("{} groups exceed the limit of {MAX_GROUPS}", m.len()),
+                );
             } else {
                 for (k, v) in m {
                     let obj = format!("group \"{}\"", k.name);
@@ -379,17 +467,30 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
                         cx.err(o, k.pos, format!("group name {e}"));
                         continue;
                     }
-                    let Some(body) = cx.map(v, o, "a group") else { continue };
+                    let Some(body) = cx.map(v, o, "a group") else {
+                        continue;
+                    };
                     cx.keys(body, GROUP_KEYS, o);
                     let mat = body.iter().find(|(k, _)| k.name == "match").map(|(_, v)| v);
-                    let segs = body.iter().find(|(k, _)| k.name == "segments").map(|(_, v)| v);
+                    let segs = body
+                        .iter()
+                        .find(|(k, _)| k.name == "segments")
+                        .map(|(_, v)| v);
                     let (gb, members) = match (mat, segs) {
                         (Some(_), Some(_)) => {
-                            cx.err(o, k.pos, "a group has either `match` or `segments`, not both");
+                            cx.err(
+                                o,
+                                k.pos,
+                                "a group has either `match` or `segments`, not both",
+                            );
                             continue;
                         }
                         (None, None) => {
-                            cx.err(o, k.pos, "a group needs `match: {LABEL: VALUE}` or `segments: [NAME, ...]`");
+                            cx.err(
+                                o,
+                                k.pos,
+                                "a group needs `match: {LABEL: VALUE}` or `segments: [NAME, ...]`",
+                            );
                             continue;
                         }
                         (Some(mv), None) => {
@@ -410,7 +511,8 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
                                 Vec::new()
                             } else {
                                 lists.sort_by_key(|l| l.len());
-                                let mut acc: Vec<SegIdx> = lists.first().map(|l| l.to_vec()).unwrap_or_default();
+                                let mut acc: Vec<SegIdx> =
+                                    lists.first().map(|l| l.to_vec()).unwrap_or_default();
                                 for l in lists.iter().skip(1) {
                                     let set: HashSet<SegIdx> = l.iter().copied().collect();
                                     acc.retain(|s| set.contains(s));
@@ -422,16 +524,23 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
                             (GroupBody::Match(labels), members)
                         }
                         (None, Some(sv)) => {
-                            let Some(list) = cx.seq(sv, o, "segments") else { continue };
+                            let Some(list) = cx.seq(sv, o, "segments") else {
+                                continue;
+                            };
                             let mut names = Vec::new();
                             let mut members = Vec::new();
                             for item in list {
-                                let Some(n) = cx.string(item, o, "a segment name") else { continue };
+                                let Some(n) = cx.string(item, o, "a segment name") else {
+                                    continue;
+                                };
                                 match seg_index.get(&n) {
                                     Some(&i) => members.push(i),
                                     None => cx.err(o, item.pos, format!("unknown segment \"{n}\"")),
                                 }
-                                names.push(Spanned { v: n, at: At(item.pos) });
+                                names.push(Spanned {
+                                    v: n,
+                                    at: At(item.pos),
+                                });
                             }
                             members.sort_unstable();
                             members.dedup();
@@ -455,7 +564,11 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
     if let Some(s) = get("services") {
         if let Some(m) = cx.map(s, None, "services") {
             if m.len() > MAX_SERVICES {
-                cx.err(None, s.pos, format!("{} services exceed the limit of {MAX_SERVICES}", m.len()));
+                cx.err(
+                    None,
+                    s.pos,
+                    format!("{} services exceed the limit of {MAX_SERVICES}", m.len()),
+                );
             } else {
                 for (k, v) in m {
                     let obj = format!("service \"{}\"", k.name);
@@ -465,19 +578,37 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
                         continue;
                     }
                     if SPEC_WORDS.contains(&k.name.as_str()) {
-                        cx.err(o, k.pos, format!("service name \"{}\" is reserved: it reads as a protocol spec", k.name));
+                        cx.err(
+                            o,
+                            k.pos,
+                            format!(
+                                "service name \"{}\" is reserved: it reads as a protocol spec",
+                                k.name
+                            ),
+                        );
                         continue;
                     }
-                    let Some(list) = cx.seq(v, o, "a service") else { continue };
+                    let Some(list) = cx.seq(v, o, "a service") else {
+                        continue;
+                    };
                     if list.is_empty() {
-                        cx.err(o, v.pos, "a service needs at least one spec, e.g. [tcp/443]");
+                        cx.err(
+                            o,
+                            v.pos,
+                            "a service needs at least one spec, e.g. [tcp/443]",
+                        );
                         continue;
                     }
                     let mut specs = Vec::new();
                     for item in list {
-                        let Some(t) = cx.string(item, o, "a spec") else { continue };
+                        let Some(t) = cx.string(item, o, "a spec") else {
+                            continue;
+                        };
                         match parse_spec(&t) {
-                            Ok(sp) => specs.push(Spanned { v: sp, at: At(item.pos) }),
+                            Ok(sp) => specs.push(Spanned {
+                                v: sp,
+                                at: At(item.pos),
+                            }),
                             Err(e) => cx.err(o, item.pos, e),
                         }
                     }
@@ -504,16 +635,31 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
     if let Some(r) = get("rules") {
         if let Some(list) = cx.seq(r, None, "rules") {
             if list.len() > MAX_RULES {
-                cx.err(None, r.pos, format!("{} rules exceed the limit of {MAX_RULES}", list.len()));
+                cx.err(
+                    None,
+                    r.pos,
+                    format!("{} rules exceed the limit of {MAX_RULES}", list.len()),
+                );
             } else {
                 for (i, item) in list.iter().enumerate() {
-                    let Some((ast, def)) =
-                        load_rule(cx, item, i, &seg_index, &group_index, &group_members, &doc.services, &service_index)
-                    else {
+                    let Some((ast, def)) = load_rule(
+                        cx,
+                        item,
+                        i,
+                        &seg_index,
+                        &group_index,
+                        &group_members,
+                        &doc.services,
+                        &service_index,
+                    ) else {
                         continue;
                     };
                     if rule_index.contains_key(&ast.name) {
-                        cx.err(Some(&format!("rule \"{}\"", ast.name)), ast.at.0, "duplicate rule name");
+                        cx.err(
+                            Some(&format!("rule \"{}\"", ast.name)),
+                            ast.at.0,
+                            "duplicate rule name",
+                        );
                         continue;
                     }
                     let n = u32::try_from(rules.len()).unwrap_or(u32::MAX);
@@ -529,14 +675,22 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
     if let Some(t) = get("tests") {
         if let Some(list) = cx.seq(t, None, "tests") {
             if list.len() > MAX_TESTS {
-                cx.err(None, t.pos, format!("{} tests exceed the limit of {MAX_TESTS}", list.len()));
+                cx.err(
+                    None,
+                    t.pos,
+                    format!("{} tests exceed the limit of {MAX_TESTS}", list.len()),
+                );
             } else {
                 let mut names = HashSet::new();
                 for (i, item) in list.iter().enumerate() {
                     if let Some(test) = load_test(cx, item, i, &seg_index, &rule_index) {
                         if let Some(n) = &test.name {
                             if !names.insert(n.clone()) {
-                                cx.err(Some(&format!("test \"{n}\"")), test.at.0, "duplicate test name");
+                                cx.err(
+                                    Some(&format!("test \"{n}\"")),
+                                    test.at.0,
+                                    "duplicate test name",
+                                );
                             }
                         }
                         doc.tests.push(test);
@@ -574,9 +728,15 @@ fn load_segments(
     vlan_owner: &mut HashMap<u16, SegIdx>,
     prefix_owner: &mut HashMap<IpNet, SegIdx>,
 ) {
-    let Some(m) = cx.map(segs, None, "segments") else { return };
+    let Some(m) = cx.map(segs, None, "segments") else {
+        return;
+    };
     if m.len() > MAX_SEGMENTS {
-        cx.err(None, segs.pos, format!("{} segments exceed the limit of {MAX_SEGMENTS}", m.len()));
+        cx.err(
+            None,
+            segs.pos,
+            format!("{} segments exceed the limit of {MAX_SEGMENTS}", m.len()),
+        );
         return;
     }
     let mut total_prefixes = 0usize;
@@ -590,7 +750,9 @@ fn load_segments(
                     continue;
                 }
             }
-            let Some(body) = cx.map(v, o, "world") else { continue };
+            let Some(body) = cx.map(v, o, "world") else {
+                continue;
+            };
             for (bk, _) in body {
                 if !WORLD_KEYS.contains(&bk.name.as_str()) {
                     cx.err(o, bk.pos, format!(
@@ -623,7 +785,9 @@ fn load_segments(
             cx.err(o, k.pos, "\"any\" is reserved (it selects every segment)");
             continue;
         }
-        let Some(body) = cx.map(v, o, "a segment") else { continue };
+        let Some(body) = cx.map(v, o, "a segment") else {
+            continue;
+        };
         cx.keys(body, SEGMENT_KEYS, o);
         let mut seg = SegmentAst {
             name: k.name.clone(),
@@ -645,7 +809,11 @@ fn load_segments(
                     if id == 0 {
                         cx.err(o, iv.pos, "id 0 is reserved for world");
                     } else if let Some(other) = ids.get(&id) {
-                        cx.err(o, iv.pos, format!("duplicate id {id}: already used by segment \"{other}\""));
+                        cx.err(
+                            o,
+                            iv.pos,
+                            format!("duplicate id {id}: already used by segment \"{other}\""),
+                        );
                     } else {
                         ids.insert(id, k.name.clone());
                         seg.id = id;
@@ -659,9 +827,13 @@ fn load_segments(
         for (bk, bv) in body {
             match bk.name.as_str() {
                 "vlans" => {
-                    let Some(list) = cx.seq(bv, o, "vlans") else { continue };
+                    let Some(list) = cx.seq(bv, o, "vlans") else {
+                        continue;
+                    };
                     for item in list {
-                        let Some(n) = cx.uint(item, o, "VLAN", u64::MAX) else { continue };
+                        let Some(n) = cx.uint(item, o, "VLAN", u64::MAX) else {
+                            continue;
+                        };
                         if !(1..=4094).contains(&n) {
                             cx.err(o, item.pos, format!("VLAN {n} is outside 1..=4094"));
                             continue;
@@ -669,38 +841,66 @@ fn load_segments(
                         let vl = u16::try_from(n).unwrap_or(0);
                         if let Some(&owner) = vlan_owner.get(&vl) {
                             let on = name_of(segdefs, owner);
-                            cx.err(o, item.pos, format!("VLAN {vl} is already claimed by segment \"{on}\""));
+                            cx.err(
+                                o,
+                                item.pos,
+                                format!("VLAN {vl} is already claimed by segment \"{on}\""),
+                            );
                             continue;
                         }
                         vlan_owner.insert(vl, idx);
                         vlans.push(vl);
-                        seg.vlans.push(Spanned { v: vl, at: At(item.pos) });
+                        seg.vlans.push(Spanned {
+                            v: vl,
+                            at: At(item.pos),
+                        });
                     }
                 }
                 "prefixes" => {
-                    let Some(list) = cx.seq(bv, o, "prefixes") else { continue };
+                    let Some(list) = cx.seq(bv, o, "prefixes") else {
+                        continue;
+                    };
                     total_prefixes = total_prefixes.saturating_add(list.len());
                     if total_prefixes > MAX_PREFIXES {
-                        cx.err(o, bv.pos, format!("more than {MAX_PREFIXES} prefixes in the policy"));
+                        cx.err(
+                            o,
+                            bv.pos,
+                            format!("more than {MAX_PREFIXES} prefixes in the policy"),
+                        );
                         continue;
                     }
                     for item in list {
-                        let Some(t) = cx.string(item, o, "a prefix") else { continue };
-                        let Some(net) = parse_prefix(cx, &t, o, item.pos) else { continue };
+                        let Some(t) = cx.string(item, o, "a prefix") else {
+                            continue;
+                        };
+                        let Some(net) = parse_prefix(cx, &t, o, item.pos) else {
+                            continue;
+                        };
                         if let Some(&owner) = prefix_owner.get(&net) {
                             let on = name_of(segdefs, owner);
-                            cx.err(o, item.pos, format!("prefix {net} is already claimed by segment \"{on}\""));
+                            cx.err(
+                                o,
+                                item.pos,
+                                format!("prefix {net} is already claimed by segment \"{on}\""),
+                            );
                             continue;
                         }
                         prefix_owner.insert(net, idx);
                         prefixes.push(net);
-                        seg.prefixes.push(Spanned { v: net, at: At(item.pos) });
+                        seg.prefixes.push(Spanned {
+                            v: net,
+                            at: At(item.pos),
+                        });
                     }
                 }
                 "labels" => seg.labels = cx.labels(bv, o, "labels"),
                 "mode" => match &bv.kind {
-                    NodeKind::Scalar { value, .. } if value == "enforce" => seg.mode = Mode::Enforce,
-                    NodeKind::Scalar { value, .. } if value == "monitor" => seg.mode = Mode::Monitor,
+                    NodeKind::Scalar { value, .. } if value == "enforce" => {
+                        seg.mode = Mode::Enforce
+                    }
+                    NodeKind::Scalar { value, .. } if value == "monitor" => {
+                        seg.mode = Mode::Monitor
+                    }
                     _ => cx.err(o, bv.pos, "mode must be enforce or monitor"),
                 },
                 "description" => seg.description = cx.string(bv, o, "description"),
@@ -734,16 +934,34 @@ fn parse_prefix(cx: &mut Ctx<'_>, t: &str, o: Option<&str>, pos: Pos) -> Option<
     match t.parse::<IpNet>() {
         Ok(net) => {
             if net.trunc() != net {
-                cx.err(o, pos, format!("prefix {t} has host bits set (did you mean {}?)", net.trunc()));
+                cx.err(
+                    o,
+                    pos,
+                    format!(
+                        "prefix {t} has host bits set (did you mean {}?)",
+                        net.trunc()
+                    ),
+                );
                 return None;
             }
             Some(net)
         }
         Err(_) => {
             if t.parse::<IpAddr>().is_ok() {
-                cx.err(o, pos, format!("prefix \"{t}\" has no length: write {t}/{} for one address", if t.contains(':') { 128 } else { 32 }));
+                cx.err(
+                    o,
+                    pos,
+                    format!(
+                        "prefix \"{t}\" has no length: write {t}/{} for one address",
+                        if t.contains(':') { 128 } else { 32 }
+                    ),
+                );
             } else {
-                cx.err(o, pos, format!("bad prefix \"{t}\": expected a CIDR such as 10.0.0.0/24 or fd00::/64"));
+                cx.err(
+                    o,
+                    pos,
+                    format!("bad prefix \"{t}\": expected a CIDR such as 10.0.0.0/24 or fd00::/64"),
+                );
             }
             None
         }
@@ -758,15 +976,26 @@ fn load_endpoints(
     prefix_owner: &HashMap<IpNet, SegIdx>,
     out: &mut Vec<EndpointDef>,
 ) {
-    let Some(list) = cx.seq(node, None, "endpoints") else { return };
+    let Some(list) = cx.seq(node, None, "endpoints") else {
+        return;
+    };
     if list.len() > MAX_ENDPOINTS {
-        cx.err(None, node.pos, format!("{} endpoints exceed the limit of {MAX_ENDPOINTS}", list.len()));
+        cx.err(
+            None,
+            node.pos,
+            format!(
+                "{} endpoints exceed the limit of {MAX_ENDPOINTS}",
+                list.len()
+            ),
+        );
         return;
     }
     let mut seen: HashMap<IpAddr, usize> = HashMap::new();
     for (i, item) in list.iter().enumerate() {
         let mut obj = format!("endpoint #{}", i + 1);
-        let Some(m) = cx.map(item, Some(&obj), "an endpoint") else { continue };
+        let Some(m) = cx.map(item, Some(&obj), "an endpoint") else {
+            continue;
+        };
         let get = |k: &str| m.iter().find(|(key, _)| key.name == k).map(|(_, v)| v);
         let ip = match get("ip") {
             None => {
@@ -780,7 +1009,11 @@ fn load_endpoints(
                         Some(ip)
                     }
                     Err(_) => {
-                        cx.err(Some(&obj), v.pos, format!("bad address \"{t}\": expected one IPv4 or IPv6 address"));
+                        cx.err(
+                            Some(&obj),
+                            v.pos,
+                            format!("bad address \"{t}\": expected one IPv4 or IPv6 address"),
+                        );
                         None
                     }
                 },
@@ -796,25 +1029,41 @@ fn load_endpoints(
             }
             Some(v) => cx.string(v, o, "segment").map(|s| (s, v.pos)),
         };
-        let override_prefix = get("override").and_then(|v| cx.boolean(v, o, "override")).unwrap_or(false);
+        let override_prefix = get("override")
+            .and_then(|v| cx.boolean(v, o, "override"))
+            .unwrap_or(false);
         let description = get("description").and_then(|v| cx.string(v, o, "description"));
-        let (Some(ip), Some((sname, spos))) = (ip, seg) else { continue };
+        let (Some(ip), Some((sname, spos))) = (ip, seg) else {
+            continue;
+        };
         let Some(&sidx) = seg_index.get(&sname) else {
             cx.err(o, spos, format!("unknown segment \"{sname}\""));
             continue;
         };
         if sidx == 0 {
-            cx.err(o, spos, "an endpoint cannot be placed in world (world is everything not placed elsewhere)");
+            cx.err(
+                o,
+                spos,
+                "an endpoint cannot be placed in world (world is everything not placed elsewhere)",
+            );
             continue;
         }
         if seen.insert(ip, i).is_some() {
-            cx.err(o, item.pos, format!("address {ip} is listed as an endpoint twice"));
+            cx.err(
+                o,
+                item.pos,
+                format!("address {ip} is listed as an endpoint twice"),
+            );
             continue;
         }
         let host = IpNet::from(ip);
         if let Some(&owner) = prefix_owner.get(&host) {
             if owner != sidx {
-                cx.err(o, item.pos, format!("address {ip} is already claimed by a prefix of another segment"));
+                cx.err(
+                    o,
+                    item.pos,
+                    format!("address {ip} is already claimed by a prefix of another segment"),
+                );
                 continue;
             }
         } else if let Some((net, owner)) = lpm(prefix_owner, ip) {
@@ -834,7 +1083,10 @@ fn load_endpoints(
         doc.endpoints.push(EndpointAst {
             at: At(item.pos),
             ip,
-            segment: Spanned { v: sname, at: At(spos) },
+            segment: Spanned {
+                v: sname,
+                at: At(spos),
+            },
             override_prefix,
             description,
         });
@@ -865,7 +1117,11 @@ fn load_rule(
     if let Some(n) = &name {
         obj = format!("rule \"{n}\"");
         if RESERVED_RULE_NAMES.contains(&n.as_str()) {
-            cx.err(Some(&obj), item.pos, format!("rule name \"{n}\" is reserved"));
+            cx.err(
+                Some(&obj),
+                item.pos,
+                format!("rule name \"{n}\" is reserved"),
+            );
         }
     }
     let o = Some(obj.as_str());
@@ -895,7 +1151,9 @@ fn load_rule(
                 Selector::Any
             } else if let Some(g) = t.strip_prefix("group:") {
                 match group_index.get(g) {
-                    Some(&gi) => segs.extend_from_slice(group_members.get(gi).map_or(&[][..], |v| v)),
+                    Some(&gi) => {
+                        segs.extend_from_slice(group_members.get(gi).map_or(&[][..], |v| v))
+                    }
                     None => {
                         cx.err(o, it.pos, format!("unknown group \"{g}\""));
                         good = false;
@@ -912,7 +1170,10 @@ fn load_rule(
                 }
                 Selector::Segment(t)
             };
-            out.push(Spanned { v: s, at: At(it.pos) });
+            out.push(Spanned {
+                v: s,
+                at: At(it.pos),
+            });
         }
         if !good {
             return None;
@@ -934,58 +1195,78 @@ fn load_rule(
     let mut specs: Vec<ServiceSpec> = Vec::new();
     match get("services") {
         None => {
-            cx.err(o, item.pos, "missing required key \"services\" (use [any] for every service)");
+            cx.err(
+                o,
+                item.pos,
+                "missing required key \"services\" (use [any] for every service)",
+            );
             ok = false;
         }
-        Some(v) => match cx.seq(v, o, "services") {
-            None => ok = false,
-            Some(list) if list.is_empty() => {
-                cx.err(o, v.pos, "services must list at least one service or spec (use [any] for every service)");
-                ok = false;
-            }
-            Some(list) => {
-                for it in list {
-                    let Some(t) = cx.string(it, o, "a service") else {
-                        ok = false;
-                        continue;
-                    };
-                    if let Some(&si) = service_index.get(&t) {
-                        if let Some(s) = services.get(si) {
-                            specs.extend(s.specs.iter().map(|sp| sp.v));
-                        }
-                        svc_refs.push(Spanned { v: ServiceRef::Named(t), at: At(it.pos) });
-                        continue;
-                    }
-                    let word = t.split('/').next().unwrap_or("");
-                    if t.contains('/') || SPEC_WORDS.contains(&word) {
-                        match parse_spec(&t) {
-                            Ok(sp) => {
-                                specs.push(sp);
-                                svc_refs.push(Spanned { v: ServiceRef::Spec(sp), at: At(it.pos) });
+        Some(v) => {
+            match cx.seq(v, o, "services") {
+                None => ok = false,
+                Some([]) => {
+                    cx.err(o, v.pos, "services must list at least one service or spec (use [any] for every service)");
+                    ok = false;
+                }
+                Some(list) => {
+                    for it in list {
+                        let Some(t) = cx.string(it, o, "a service") else {
+                            ok = false;
+                            continue;
+                        };
+                        if let Some(&si) = service_index.get(&t) {
+                            if let Some(s) = services.get(si) {
+                                specs.extend(s.specs.iter().map(|sp| sp.v));
                             }
-                            Err(e) => {
-                                cx.err(o, it.pos, e);
-                                ok = false;
-                            }
+                            svc_refs.push(Spanned {
+                                v: ServiceRef::Named(t),
+                                at: At(it.pos),
+                            });
+                            continue;
                         }
-                    } else {
-                        cx.err(o, it.pos, format!("unknown service \"{t}\""));
-                        ok = false;
+                        let word = t.split('/').next().unwrap_or("");
+                        if t.contains('/') || SPEC_WORDS.contains(&word) {
+                            match parse_spec(&t) {
+                                Ok(sp) => {
+                                    specs.push(sp);
+                                    svc_refs.push(Spanned {
+                                        v: ServiceRef::Spec(sp),
+                                        at: At(it.pos),
+                                    });
+                                }
+                                Err(e) => {
+                                    cx.err(o, it.pos, e);
+                                    ok = false;
+                                }
+                            }
+                        } else {
+                            cx.err(o, it.pos, format!("unknown service \"{t}\""));
+                            ok = false;
+                        }
                     }
                 }
             }
-        },
+        }
     }
     let action = match get("action") {
         None => {
-            cx.err(o, item.pos, "missing required key \"action\" (allow or deny)");
+            cx.err(
+                o,
+                item.pos,
+                "missing required key \"action\" (allow or deny)",
+            );
             None
         }
         Some(v) => cx.action(v, o, "action"),
     };
-    let log = get("log").and_then(|v| cx.boolean(v, o, "log")).unwrap_or(false);
+    let log = get("log")
+        .and_then(|v| cx.boolean(v, o, "log"))
+        .unwrap_or(false);
     let description = get("description").and_then(|v| cx.string(v, o, "description"));
-    let (Some(name), Some((from_ast, from_set)), Some((to_ast, to_set)), Some(action)) = (name, from, to, action) else {
+    let (Some(name), Some((from_ast, from_set)), Some((to_ast, to_set)), Some(action)) =
+        (name, from, to, action)
+    else {
         return None;
     };
     if !ok {
@@ -1042,15 +1323,29 @@ fn load_test(
         };
         let t = cx.string(v, o, key)?;
         if let Ok(ip) = t.parse::<IpAddr>() {
-            return Some(Spanned { v: Place::Ip(ip), at: At(v.pos) });
+            return Some(Spanned {
+                v: Place::Ip(ip),
+                at: At(v.pos),
+            });
         }
         if seg_index.contains_key(&t) {
-            return Some(Spanned { v: Place::Segment(t), at: At(v.pos) });
+            return Some(Spanned {
+                v: Place::Segment(t),
+                at: At(v.pos),
+            });
         }
         if t.contains('/') {
-            cx.err(o, v.pos, format!("{key} \"{t}\" is a prefix: give one address or a segment name"));
+            cx.err(
+                o,
+                v.pos,
+                format!("{key} \"{t}\" is a prefix: give one address or a segment name"),
+            );
         } else if t.contains('.') || t.contains(':') {
-            cx.err(o, v.pos, format!("{key} \"{t}\" is neither an address nor a known segment"));
+            cx.err(
+                o,
+                v.pos,
+                format!("{key} \"{t}\" is neither an address nor a known segment"),
+            );
         } else {
             cx.err(o, v.pos, format!("unknown segment \"{t}\""));
         }
@@ -1062,7 +1357,11 @@ fn load_test(
         None => Some(None),
         Some(v) => match cx.uint(v, o, "vlan", u64::MAX) {
             Some(n) if (1..=4094).contains(&n) => {
-                if let Some(Spanned { v: Place::Segment(_), .. }) = &from {
+                if let Some(Spanned {
+                    v: Place::Segment(_),
+                    ..
+                }) = &from
+                {
                     cx.err(o, v.pos, "vlan applies only when `from` is an address (a segment name already places the packet)");
                     None
                 } else {
@@ -1078,7 +1377,11 @@ fn load_test(
     };
     let service = match get("service") {
         None => {
-            cx.err(o, item.pos, "missing required key \"service\" (one spec such as tcp/443)");
+            cx.err(
+                o,
+                item.pos,
+                "missing required key \"service\" (one spec such as tcp/443)",
+            );
             None
         }
         Some(v) => match cx.string(v, o, "service") {
@@ -1094,7 +1397,11 @@ fn load_test(
     };
     let expect = match get("expect") {
         None => {
-            cx.err(o, item.pos, "missing required key \"expect\" (allow or deny)");
+            cx.err(
+                o,
+                item.pos,
+                "missing required key \"expect\" (allow or deny)",
+            );
             None
         }
         Some(v) => cx.action(v, o, "expect"),
@@ -1103,7 +1410,10 @@ fn load_test(
         None => Some(None),
         Some(v) => match cx.string(v, o, "rule") {
             Some(r) if r == "default" || r == "spoofed" || rule_index.contains_key(&r) => {
-                Some(Some(Spanned { v: r, at: At(v.pos) }))
+                Some(Some(Spanned {
+                    v: r,
+                    at: At(v.pos),
+                }))
             }
             Some(r) => {
                 cx.err(o, v.pos, format!("unknown rule \"{r}\""));

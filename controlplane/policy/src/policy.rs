@@ -87,11 +87,23 @@ pub(crate) fn verdict_word(a: Action) -> &'static str {
 impl std::fmt::Display for TestOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let status = if self.passed { "pass" } else { "FAIL" };
-        write!(f, "{status} test {} (line {}): {}: expected {}", self.name, self.line, self.flow, verdict_word(self.expected))?;
+        write!(
+            f,
+            "{status} test {} (line {}): {}: expected {}",
+            self.name,
+            self.line,
+            self.flow,
+            verdict_word(self.expected)
+        )?;
         if let Some(r) = &self.expected_rule {
             write!(f, " by rule {r}")?;
         }
-        write!(f, ", got {} by rule {}", verdict_word(self.got), self.got_rule)?;
+        write!(
+            f,
+            ", got {} by rule {}",
+            verdict_word(self.got),
+            self.got_rule
+        )?;
         if self.monitor {
             write!(f, " (destination in monitor mode: forwarded as would-deny)")?;
         }
@@ -169,7 +181,13 @@ impl Policy {
     /// Place and judge one connection. `from` and `to` are a segment name
     /// (taken as the segment directly) or an address (placed as the dataplane
     /// places it). `vlan` is only meaningful with an address source.
-    pub fn check(&self, from: &str, to: &str, service: &str, vlan: Option<u16>) -> Result<CheckOutcome, Diagnostic> {
+    pub fn check(
+        &self,
+        from: &str,
+        to: &str,
+        service: &str,
+        vlan: Option<u16>,
+    ) -> Result<CheckOutcome, Diagnostic> {
         let bad = |m: String| Diagnostic {
             severity: Severity::Error,
             origin: self.origin.clone(),
@@ -179,7 +197,9 @@ impl Policy {
             message: m,
         };
         let probe = parse_probe(service).map_err(|e| bad(format!("service: {e}")))?;
-        let from = self.parse_place(from).map_err(|e| bad(format!("from: {e}")))?;
+        let from = self
+            .parse_place(from)
+            .map_err(|e| bad(format!("from: {e}")))?;
         let to = self.parse_place(to).map_err(|e| bad(format!("to: {e}")))?;
         if let Some(v) = vlan {
             if !(1..=4094).contains(&v) {
@@ -199,7 +219,9 @@ impl Policy {
         if self.seg_index.contains_key(s) {
             return Ok(Place::Segment(s.to_string()));
         }
-        Err(format!("\"{s}\" is neither an address nor a segment of this policy"))
+        Err(format!(
+            "\"{s}\" is neither an address nor a segment of this policy"
+        ))
     }
 
     fn place_index(&self, p: &Place) -> SegIdx {
@@ -210,7 +232,13 @@ impl Policy {
     }
 
     /// Judge a connection between already-parsed places.
-    pub(crate) fn evaluate(&self, from: &Place, to: &Place, vlan: Option<u16>, probe: Probe) -> CheckOutcome {
+    pub(crate) fn evaluate(
+        &self,
+        from: &Place,
+        to: &Place,
+        vlan: Option<u16>,
+        probe: Probe,
+    ) -> CheckOutcome {
         let dst = self.place_index(to);
         let src = match from {
             Place::Segment(_) => Ok(self.place_index(from)),
@@ -220,7 +248,12 @@ impl Policy {
             Err(PlaceError::Spoofed) => {
                 // The VLAN's segment is where the frame claims to come from.
                 let by_vlan = vlan
-                    .and_then(|v| self.ruleset.segments.iter().position(|s| s.vlans.contains(&v)))
+                    .and_then(|v| {
+                        self.ruleset
+                            .segments
+                            .iter()
+                            .position(|s| s.vlans.contains(&v))
+                    })
                     .and_then(|i| SegIdx::try_from(i).ok())
                     .unwrap_or(0);
                 CheckOutcome {

@@ -168,7 +168,9 @@ impl std::fmt::Display for Probe {
 pub fn parse_probe(s: &str) -> Result<Probe, String> {
     let spec = parse_spec(s)?;
     match spec {
-        ServiceSpec::Any => Err("`any` is not one connection: give one protocol and port, e.g. tcp/443".into()),
+        ServiceSpec::Any => {
+            Err("`any` is not one connection: give one protocol and port, e.g. tcp/443".into())
+        }
         ServiceSpec::Ports { proto: p, lo, hi } => {
             if s.contains('/') && lo == hi {
                 Ok(Probe { proto: p, port: lo })
@@ -197,7 +199,11 @@ pub fn parse_probe(s: &str) -> Result<Probe, String> {
                 "proto/{p} is {}: give its port or type, e.g. {}/{}",
                 proto_word(p),
                 proto_word(p),
-                if p == proto::ICMP || p == proto::ICMPV6 { 8 } else { 443 }
+                if p == proto::ICMP || p == proto::ICMPV6 {
+                    8
+                } else {
+                    443
+                }
             )),
             _ => Ok(Probe { proto: p, port: 0 }),
         },
@@ -212,27 +218,51 @@ mod tests {
     fn specs() {
         assert_eq!(
             parse_spec("tcp/443"),
-            Ok(ServiceSpec::Ports { proto: 6, lo: 443, hi: 443 })
+            Ok(ServiceSpec::Ports {
+                proto: 6,
+                lo: 443,
+                hi: 443
+            })
         );
         assert_eq!(
             parse_spec("udp"),
-            Ok(ServiceSpec::Ports { proto: 17, lo: 0, hi: 65535 })
+            Ok(ServiceSpec::Ports {
+                proto: 17,
+                lo: 0,
+                hi: 65535
+            })
         );
         assert_eq!(
             parse_spec("sctp/3868"),
-            Ok(ServiceSpec::Ports { proto: 132, lo: 3868, hi: 3868 })
+            Ok(ServiceSpec::Ports {
+                proto: 132,
+                lo: 3868,
+                hi: 3868
+            })
         );
         assert_eq!(
             parse_spec("tcp/8000-8099"),
-            Ok(ServiceSpec::Ports { proto: 6, lo: 8000, hi: 8099 })
+            Ok(ServiceSpec::Ports {
+                proto: 6,
+                lo: 8000,
+                hi: 8099
+            })
         );
         assert_eq!(
             parse_spec("icmp"),
-            Ok(ServiceSpec::IcmpTypes { proto: 1, lo: 0, hi: 255 })
+            Ok(ServiceSpec::IcmpTypes {
+                proto: 1,
+                lo: 0,
+                hi: 255
+            })
         );
         assert_eq!(
             parse_spec("icmpv6/128"),
-            Ok(ServiceSpec::IcmpTypes { proto: 58, lo: 128, hi: 128 })
+            Ok(ServiceSpec::IcmpTypes {
+                proto: 58,
+                lo: 128,
+                hi: 128
+            })
         );
         assert_eq!(parse_spec("proto/47"), Ok(ServiceSpec::Proto(47)));
         assert_eq!(parse_spec("any"), Ok(ServiceSpec::Any));
@@ -245,7 +275,9 @@ mod tests {
         let e = parse_spec("tcp/80-20").unwrap_err();
         assert!(e.contains("start > end"), "{e}");
         assert!(parse_spec("icmp/256").unwrap_err().contains("out of range"));
-        assert!(parse_spec("proto/300").unwrap_err().contains("out of range"));
+        assert!(parse_spec("proto/300")
+            .unwrap_err()
+            .contains("out of range"));
         assert!(parse_spec("htps").unwrap_err().contains("malformed"));
         assert!(parse_spec("tcp/").unwrap_err().contains("missing port"));
         assert!(parse_spec("tcp/-5").unwrap_err().contains("missing port"));
@@ -255,7 +287,16 @@ mod tests {
 
     #[test]
     fn canonical_text_round_trips() {
-        for s in ["tcp", "tcp/1", "udp/1-2", "icmp", "icmp/3-4", "icmpv6/128", "proto/47", "any"] {
+        for s in [
+            "tcp",
+            "tcp/1",
+            "udp/1-2",
+            "icmp",
+            "icmp/3-4",
+            "icmpv6/128",
+            "proto/47",
+            "any",
+        ] {
             assert_eq!(spec_to_string(&parse_spec(s).unwrap()), s);
         }
         assert_eq!(spec_to_string(&parse_spec("tcp/0-65535").unwrap()), "tcp");
@@ -263,7 +304,13 @@ mod tests {
 
     #[test]
     fn probes() {
-        assert_eq!(parse_probe("tcp/5432"), Ok(Probe { proto: 6, port: 5432 }));
+        assert_eq!(
+            parse_probe("tcp/5432"),
+            Ok(Probe {
+                proto: 6,
+                port: 5432
+            })
+        );
         assert_eq!(parse_probe("icmp/8"), Ok(Probe { proto: 1, port: 8 }));
         assert_eq!(parse_probe("proto/47"), Ok(Probe { proto: 47, port: 0 }));
         assert!(parse_probe("tcp/1-2").is_err());

@@ -93,8 +93,15 @@ const SERVICES: &[(&str, &str)] = &[
 pub fn generate(segments: usize, rules: usize, seed: u64) -> String {
     let n = segments.clamp(2, MAX_SEGMENTS - 1);
     let mut rng = Rng(seed);
-    let mut out = String::with_capacity(rules.saturating_mul(110).saturating_add(n.saturating_mul(120)));
-    let _ = writeln!(out, "# Synthetic policy: {n} segments, {rules} rules, seed {seed}.");
+    let mut out = String::with_capacity(
+        rules
+            .saturating_mul(110)
+            .saturating_add(n.saturating_mul(120)),
+    );
+    let _ = writeln!(
+        out,
+        "# Synthetic policy: {n} segments, {rules} rules, seed {seed}."
+    );
     out.push_str("version: 1\ndefault: deny\nsegments:\n  world: {id: 0}\n");
     for i in 0..n {
         let tier = TIERS[i % TIERS.len()];
@@ -113,7 +120,11 @@ pub fn generate(segments: usize, rules: usize, seed: u64) -> String {
         if i < 4094 && i % 3 == 0 {
             let _ = write!(out, ", vlans: [{}]", i + 1);
         }
-        let _ = write!(out, ", labels: {{tier: {tier}, env: {env}, team: t{}}}", i % TEAMS);
+        let _ = write!(
+            out,
+            ", labels: {{tier: {tier}, env: {env}, team: t{}}}",
+            i % TEAMS
+        );
         if i % 97 == 5 {
             out.push_str(", mode: monitor");
         }
@@ -139,7 +150,10 @@ pub fn generate(segments: usize, rules: usize, seed: u64) -> String {
     let mut groups: Vec<String> = Vec::new();
     for tier in TIERS {
         for env in ENVS {
-            let _ = writeln!(out, "  {tier}-{env}: {{match: {{tier: {tier}, env: {env}}}}}");
+            let _ = writeln!(
+                out,
+                "  {tier}-{env}: {{match: {{tier: {tier}, env: {env}}}}}"
+            );
             groups.push(format!("{tier}-{env}"));
         }
     }
@@ -160,8 +174,12 @@ pub fn generate(segments: usize, rules: usize, seed: u64) -> String {
 
     out.push_str("rules:\n");
     if rules >= 2 {
-        out.push_str("  - {name: probe-allow, from: [s0], to: [s1], services: [tcp/7], action: allow}\n");
-        out.push_str("  - {name: probe-deny, from: [s1], to: [s0], services: [tcp/9], action: deny}\n");
+        out.push_str(
+            "  - {name: probe-allow, from: [s0], to: [s1], services: [tcp/7], action: allow}\n",
+        );
+        out.push_str(
+            "  - {name: probe-deny, from: [s1], to: [s0], services: [tcp/9], action: deny}\n",
+        );
     }
     for r in (if rules >= 2 { 2 } else { 0 })..rules {
         let from = selectors(&mut rng, n, &groups);
@@ -237,7 +255,13 @@ mod tests {
     fn small_synthetic_loads_and_passes_its_tests() {
         let doc = generate(50, 300, 7);
         let loaded = crate::validate_full(&doc, "synthetic").unwrap_or_else(|e| {
-            panic!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+            panic!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
         });
         let rs = loaded.policy.ruleset();
         assert_eq!(rs.segments.len(), 51);

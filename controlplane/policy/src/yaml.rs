@@ -38,7 +38,10 @@ pub struct Node {
 pub enum NodeKind {
     /// `plain` is true for an unquoted, non-block scalar (so `"10"` is a
     /// string while `10` is a number).
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Keys are scalars; the key's position is kept for diagnostics.
     Map(Vec<(Key, Node)>),
@@ -109,9 +112,9 @@ fn node_size(n: &Node) -> usize {
     match &n.kind {
         NodeKind::Scalar { .. } => 1,
         NodeKind::Seq(v) => v.iter().fold(1usize, |a, c| a.saturating_add(node_size(c))),
-        NodeKind::Map(v) => v
-            .iter()
-            .fold(1usize, |a, (_, c)| a.saturating_add(1).saturating_add(node_size(c))),
+        NodeKind::Map(v) => v.iter().fold(1usize, |a, (_, c)| {
+            a.saturating_add(1).saturating_add(node_size(c))
+        }),
     }
 }
 
@@ -229,7 +232,10 @@ impl Builder {
                     }
                 };
                 self.count(node_size(&node), pos)?;
-                let node = Node { pos, kind: node.kind };
+                let node = Node {
+                    pos,
+                    kind: node.kind,
+                };
                 self.push_value(node)?;
             }
             Event::Scalar(value, style, anchor, _tag) => {
@@ -353,7 +359,9 @@ mod tests {
         let NodeKind::Map(m) = &n.kind else { panic!() };
         assert_eq!(m[0].0.pos, Pos { line: 1, col: 1 });
         assert_eq!(m[1].0.pos, Pos { line: 2, col: 1 });
-        let NodeKind::Seq(s) = &m[1].1.kind else { panic!() };
+        let NodeKind::Seq(s) = &m[1].1.kind else {
+            panic!()
+        };
         assert_eq!(s[0].pos, Pos { line: 3, col: 5 });
     }
 
@@ -400,7 +408,10 @@ mod tests {
     fn quoted_scalars_are_not_plain() {
         let n = parse("a: \"10\"\nb: 10\n").unwrap();
         let NodeKind::Map(m) = &n.kind else { panic!() };
-        assert!(matches!(&m[0].1.kind, NodeKind::Scalar { plain: false, .. }));
+        assert!(matches!(
+            &m[0].1.kind,
+            NodeKind::Scalar { plain: false, .. }
+        ));
         assert!(matches!(&m[1].1.kind, NodeKind::Scalar { plain: true, .. }));
     }
 }

@@ -12,13 +12,17 @@ fn read(name: &str) -> String {
 }
 
 fn show(e: &[bulkhead_policy::Diagnostic]) -> String {
-    e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    e.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
 fn three_tier_is_the_spec_example_and_passes() {
     let src = read("three-tier.yaml");
-    let loaded = bulkhead_policy::validate_full(&src, "three-tier.yaml").unwrap_or_else(|e| panic!("{}", show(&e)));
+    let loaded = bulkhead_policy::validate_full(&src, "three-tier.yaml")
+        .unwrap_or_else(|e| panic!("{}", show(&e)));
     let p = &loaded.policy;
     let outcomes = p.run_tests();
     assert_eq!(outcomes.len(), 4);
@@ -44,7 +48,8 @@ fn every_example_policy_is_accepted() {
         }
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let src = std::fs::read_to_string(&path).unwrap();
-        let loaded = bulkhead_policy::validate_full(&src, &name).unwrap_or_else(|e| panic!("{}", show(&e)));
+        let loaded =
+            bulkhead_policy::validate_full(&src, &name).unwrap_or_else(|e| panic!("{}", show(&e)));
         assert!(!loaded.policy.run_tests().is_empty(), "{name} has no tests");
         count += 1;
     }
@@ -61,7 +66,9 @@ fn examples_format_idempotently_and_round_trip() {
         let src = std::fs::read_to_string(&path).unwrap();
         let p = bulkhead_policy::load(&src, "x").unwrap().policy;
         let f1 = bulkhead_policy::format(&p);
-        let p2 = bulkhead_policy::load(&f1, "formatted").unwrap_or_else(|e| panic!("{}\n{f1}", show(&e))).policy;
+        let p2 = bulkhead_policy::load(&f1, "formatted")
+            .unwrap_or_else(|e| panic!("{}\n{f1}", show(&e)))
+            .policy;
         assert_eq!(p2.ruleset(), p.ruleset(), "{}", path.display());
         assert_eq!(p2.document(), p.document(), "{}", path.display());
         assert_eq!(bulkhead_policy::format(&p2), f1);
@@ -70,9 +77,14 @@ fn examples_format_idempotently_and_round_trip() {
 
 #[test]
 fn three_tier_canonical_form() {
-    let p = bulkhead_policy::load(&read("three-tier.yaml"), "t").unwrap().policy;
+    let p = bulkhead_policy::load(&read("three-tier.yaml"), "t")
+        .unwrap()
+        .policy;
     let f = bulkhead_policy::format(&p);
-    assert!(f.contains("  app:\n    id: 20\n    prefixes: [10.0.20.0/24, \"fd00:20::/64\"]\n"), "{f}");
+    assert!(
+        f.contains("  app:\n    id: 20\n    prefixes: [10.0.20.0/24, \"fd00:20::/64\"]\n"),
+        "{f}"
+    );
     assert!(f.contains("  - {ip: 10.9.0.7, segment: app}\n"), "{f}");
     assert!(f.contains("  senders: {segments: [web, app]}\n"), "{f}");
     assert!(f.contains("  - name: admin-ssh\n    from: [admin]\n    to: [group:prod]\n    services: [ssh]\n    action: allow\n    log: true\n"), "{f}");

@@ -15,7 +15,12 @@ fn corpus() -> Vec<(String, String)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -40,8 +45,14 @@ fn check_one(name: &str, src: &str) -> Result<(), String> {
         .lines()
         .find_map(|l| l.strip_prefix("# expect: "))
         .ok_or(format!("{name}: no `# expect:` header"))?;
-    let (pos, msg) = expect.split_once(' ').ok_or(format!("{name}: bad header"))?;
-    let result = if full { bulkhead_policy::validate_full(src, name) } else { bulkhead_policy::load(src, name) };
+    let (pos, msg) = expect
+        .split_once(' ')
+        .ok_or(format!("{name}: bad header"))?;
+    let result = if full {
+        bulkhead_policy::validate_full(src, name)
+    } else {
+        bulkhead_policy::load(src, name)
+    };
     let errors = match result {
         Ok(_) => return Err(format!("{name}: accepted, expected: {msg}")),
         Err(e) => e,
@@ -51,7 +62,10 @@ fn check_one(name: &str, src: &str) -> Result<(), String> {
     }
     let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
     let Some(hit) = errors.iter().find(|d| d.to_string().contains(msg)) else {
-        return Err(format!("{name}: no error contains {msg:?}; got: {}", shown.join(" | ")));
+        return Err(format!(
+            "{name}: no error contains {msg:?}; got: {}",
+            shown.join(" | ")
+        ));
     };
     if pos != "*" {
         let want = format!("{name}:{pos}: ");
@@ -78,7 +92,10 @@ fn every_error_is_reported_at_once() {
         "unknown service \"htps\"",
         "action must be allow or deny",
     ] {
-        assert!(text.iter().any(|t| t.contains(needle)), "missing {needle:?} in {text:#?}");
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "missing {needle:?} in {text:#?}"
+        );
     }
     // Sorted by position.
     let lines: Vec<u32> = e.iter().map(|d| d.line).collect();
@@ -96,7 +113,12 @@ fn hundred_megabyte_document_is_refused_before_parsing() {
     }
     let e = bulkhead_policy::load(&doc, "huge.yaml").unwrap_err();
     assert_eq!(e.len(), 1);
-    assert!(e[0].message.contains("more than the limit of 16777216 bytes"), "{}", e[0]);
+    assert!(
+        e[0].message
+            .contains("more than the limit of 16777216 bytes"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
@@ -111,9 +133,17 @@ fn generated_alias_bomb_and_nesting_are_refused() {
     assert!(e[0].message.contains("alias bomb"), "{}", e[0]);
 
     for depth in [33usize, 1000, 100_000] {
-        let s = format!("version: 1\nx: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let s = format!(
+            "version: 1\nx: {}{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
         let e = bulkhead_policy::load(&s, "deep.yaml").unwrap_err();
-        assert!(e[0].message.contains("nesting") || e[0].message.contains("recursion"), "{depth}: {}", e[0]);
+        assert!(
+            e[0].message.contains("nesting") || e[0].message.contains("recursion"),
+            "{depth}: {}",
+            e[0]
+        );
     }
     // Block-style nesting too.
     let mut s = String::from("version: 1\nx:\n");

@@ -103,7 +103,9 @@ trait AddrBits: Copy + Eq + Hash + Debug {
 impl AddrBits for u32 {
     const WIDTH: u8 = 32;
     fn mask(len: u8) -> Self {
-        u32::MAX.checked_shl(u32::from(32 - len.min(32))).unwrap_or(0)
+        u32::MAX
+            .checked_shl(u32::from(32 - len.min(32)))
+            .unwrap_or(0)
     }
     fn and(self, other: Self) -> Self {
         self & other
@@ -113,7 +115,9 @@ impl AddrBits for u32 {
 impl AddrBits for u128 {
     const WIDTH: u8 = 128;
     fn mask(len: u8) -> Self {
-        u128::MAX.checked_shl(u32::from(128 - len.min(128))).unwrap_or(0)
+        u128::MAX
+            .checked_shl(u32::from(128 - len.min(128)))
+            .unwrap_or(0)
     }
     fn and(self, other: Self) -> Self {
         self & other
@@ -151,14 +155,19 @@ impl<K: AddrBits> Lpm<K> {
             .enumerate()
             .rev()
             .filter(|(_, map)| !map.is_empty())
-            .map(|(len, map)| Level { mask: K::mask(len as u8), map })
+            .map(|(len, map)| Level {
+                mask: K::mask(len as u8),
+                map,
+            })
             .collect();
         Lpm { levels }
     }
 
     #[inline]
     fn lookup(&self, addr: K) -> Option<SegIdx> {
-        self.levels.iter().find_map(|level| level.map.get(&addr.and(level.mask)).copied())
+        self.levels
+            .iter()
+            .find_map(|level| level.map.get(&addr.and(level.mask)).copied())
     }
 }
 
@@ -341,7 +350,10 @@ impl Tables {
             return NO_RULE;
         };
         let start = head.proto_start as usize;
-        let runs = self.runs.get(start..start + head.proto_len as usize).unwrap_or(&[]);
+        let runs = self
+            .runs
+            .get(start..start + head.proto_len as usize)
+            .unwrap_or(&[]);
         let Some(run) = runs.iter().find(|run| run.proto == proto) else {
             return head.other;
         };
@@ -358,7 +370,10 @@ impl Tables {
 /// selects.
 #[derive(Debug)]
 enum PairIndex {
-    Dense { dst_classes: usize, cells: Box<[u32]> },
+    Dense {
+        dst_classes: usize,
+        cells: Box<[u32]>,
+    },
     Sparse(HashMap<u64, u32>),
 }
 
@@ -433,8 +448,11 @@ impl RuleTables {
         if pair != NO_TABLE {
             best = best.min(self.tables.lookup(pair, q.proto, q.port));
         }
-        best = self.wide_src.scan(src, dst, q.proto, q.port, best, &self.claims);
-        self.wide_dst.scan(dst, src, q.proto, q.port, best, &self.claims)
+        best = self
+            .wide_src
+            .scan(src, dst, q.proto, q.port, best, &self.claims);
+        self.wide_dst
+            .scan(dst, src, q.proto, q.port, best, &self.claims)
     }
 
     fn build(rs: &Ruleset, options: &CompileOptions) -> Result<Self, CompileError> {
@@ -488,8 +506,8 @@ impl RuleTables {
         // Exact mode: every pair's table holds every rule that applies to it
         // (one lookup). Only when the expansion and the merging stay small.
         let longest = |lists: &[Vec<u32>]| lists.iter().map(Vec::len).max().unwrap_or(0);
-        let merge_work = expansion
-            .saturating_mul(1 + any_any.len() + longest(&from_list) + longest(&to_list));
+        let merge_work =
+            expansion.saturating_mul(1 + any_any.len() + longest(&from_list) + longest(&to_list));
         let exact = expansion <= options.exact_budget && merge_work <= MAX_MERGE_WORK;
 
         // 4. Expand narrow rules into class pairs; index wide ones by their
@@ -554,8 +572,12 @@ impl RuleTables {
             list.clear();
             if exact {
                 list.extend_from_slice(builder.prefix(&any_any));
-                list.extend_from_slice(builder.prefix(from_list.get(s as usize).map_or(&[], Vec::as_slice)));
-                list.extend_from_slice(builder.prefix(to_list.get(d as usize).map_or(&[], Vec::as_slice)));
+                list.extend_from_slice(
+                    builder.prefix(from_list.get(s as usize).map_or(&[], Vec::as_slice)),
+                );
+                list.extend_from_slice(
+                    builder.prefix(to_list.get(d as usize).map_or(&[], Vec::as_slice)),
+                );
             }
             // The pair's own rules are ascending; none after the first `any` one can decide.
             for &(_, rule) in group {
@@ -601,7 +623,11 @@ impl RuleTables {
             rule_log: rs.rules.iter().map(|r| r.log).collect(),
             rule_names: rs.rules.iter().map(|r| r.name.clone()).collect(),
             default_action: rs.default_action,
-            monitor: rs.segments.iter().map(|s| s.mode == Mode::Monitor).collect(),
+            monitor: rs
+                .segments
+                .iter()
+                .map(|s| s.mode == Mode::Monitor)
+                .collect(),
             segment_ids: rs.segments.iter().map(|s| s.id).collect(),
             segment_names: rs.segments.iter().map(|s| s.name.clone()).collect(),
             index_of,
@@ -686,13 +712,19 @@ impl Classes {
         for &set in used {
             let members = sets.get(set as usize).copied().unwrap_or(&[]);
             let classes = distinct(
-                members.iter().filter_map(|&seg| of_segment.get(seg as usize).copied()),
+                members
+                    .iter()
+                    .filter_map(|&seg| of_segment.get(seg as usize).copied()),
             );
             if let Some(slot) = of_set.get_mut(set as usize) {
                 *slot = classes;
             }
         }
-        Classes { of_segment, of_set, count: ids.len() }
+        Classes {
+            of_segment,
+            of_set,
+            count: ids.len(),
+        }
     }
 
     fn of_set(&self, set: u32) -> &[u32] {
@@ -726,17 +758,34 @@ impl RuleClaims {
             start.push(claims.len() as u32);
             for spec in &rule.services {
                 claims.push(match *spec {
-                    ServiceSpec::Any => ScanClaim { proto: ANY_PROTO, lo: 0, hi: u16::MAX },
-                    ServiceSpec::Ports { proto, lo, hi } => ScanClaim { proto: proto.into(), lo, hi },
-                    ServiceSpec::IcmpTypes { proto, lo, hi } => {
-                        ScanClaim { proto: proto.into(), lo: lo.into(), hi: hi.into() }
-                    }
-                    ServiceSpec::Proto(proto) => ScanClaim { proto: proto.into(), lo: 0, hi: u16::MAX },
+                    ServiceSpec::Any => ScanClaim {
+                        proto: ANY_PROTO,
+                        lo: 0,
+                        hi: u16::MAX,
+                    },
+                    ServiceSpec::Ports { proto, lo, hi } => ScanClaim {
+                        proto: proto.into(),
+                        lo,
+                        hi,
+                    },
+                    ServiceSpec::IcmpTypes { proto, lo, hi } => ScanClaim {
+                        proto: proto.into(),
+                        lo: lo.into(),
+                        hi: hi.into(),
+                    },
+                    ServiceSpec::Proto(proto) => ScanClaim {
+                        proto: proto.into(),
+                        lo: 0,
+                        hi: u16::MAX,
+                    },
                 });
             }
         }
         start.push(claims.len() as u32);
-        RuleClaims { start: start.into_boxed_slice(), claims: claims.into_boxed_slice() }
+        RuleClaims {
+            start: start.into_boxed_slice(),
+            claims: claims.into_boxed_slice(),
+        }
     }
 
     /// Does one of `rule`'s specs match? Same meaning as [`ServiceSpec::matches`].
@@ -746,9 +795,15 @@ impl RuleClaims {
         let (Some(&a), Some(&b)) = (self.start.get(r), self.start.get(r + 1)) else {
             return false;
         };
-        self.claims.get(a as usize..b as usize).unwrap_or(&[]).iter().any(|c| {
-            (c.proto == u16::from(proto) || c.proto == ANY_PROTO) && c.lo <= port && port <= c.hi
-        })
+        self.claims
+            .get(a as usize..b as usize)
+            .unwrap_or(&[])
+            .iter()
+            .any(|c| {
+                (c.proto == u16::from(proto) || c.proto == ANY_PROTO)
+                    && c.lo <= port
+                    && port <= c.hi
+            })
     }
 }
 
@@ -777,7 +832,15 @@ struct WideIndex {
 impl WideIndex {
     /// First rule of `class`'s entries before `best` that matches, or `best`.
     #[inline]
-    fn scan(&self, class: u32, other: u32, proto: u8, port: u16, best: u32, claims: &RuleClaims) -> u32 {
+    fn scan(
+        &self,
+        class: u32,
+        other: u32,
+        proto: u8,
+        port: u16,
+        best: u32,
+        claims: &RuleClaims,
+    ) -> u32 {
         let c = class as usize;
         let (Some(&a), Some(&b)) = (self.start.get(c), self.start.get(c + 1)) else {
             return best;
@@ -806,7 +869,8 @@ struct WideBuilder {
 
 impl WideBuilder {
     fn add(&mut self, classes: &[u32], rule: u32, other_set: u32) {
-        self.items.extend(classes.iter().map(|&c| (c, rule, other_set)));
+        self.items
+            .extend(classes.iter().map(|&c| (c, rule, other_set)));
     }
 
     /// `other` holds the classes of the other side's sets.
@@ -825,7 +889,14 @@ impl WideBuilder {
             start[i] += start[i - 1];
         }
         let mut fill = start.clone();
-        let mut entries = vec![WideEntry { rule: 0, start: 0, len: 0 }; self.items.len()];
+        let mut entries = vec![
+            WideEntry {
+                rule: 0,
+                start: 0,
+                len: 0
+            };
+            self.items.len()
+        ];
         let mut members: Vec<u32> = Vec::new();
         let mut placed: HashMap<u32, (u32, u32)> = HashMap::new();
         for &(c, rule, set) in &self.items {
@@ -837,7 +908,11 @@ impl WideBuilder {
             });
             if let Some(slot) = fill.get_mut(c as usize) {
                 if let Some(e) = entries.get_mut(*slot as usize) {
-                    *e = WideEntry { rule, start: ms, len: ml };
+                    *e = WideEntry {
+                        rule,
+                        start: ms,
+                        len: ml,
+                    };
                 }
                 *slot += 1;
             }
@@ -936,10 +1011,17 @@ impl<'a> TableBuilder<'a> {
                 let (proto, lo, hi) = match *spec {
                     ServiceSpec::Any => continue,
                     ServiceSpec::Ports { proto, lo, hi } => (proto, lo, hi),
-                    ServiceSpec::IcmpTypes { proto, lo, hi } => (proto, u16::from(lo), u16::from(hi)),
+                    ServiceSpec::IcmpTypes { proto, lo, hi } => {
+                        (proto, u16::from(lo), u16::from(hi))
+                    }
                     ServiceSpec::Proto(proto) => (proto, 0, u16::MAX),
                 };
-                self.claims.push(Claim { proto, lo, hi, rule });
+                self.claims.push(Claim {
+                    proto,
+                    lo,
+                    hi,
+                    rule,
+                });
             }
         }
         // Stable: within a protocol, claims stay in rule order.
@@ -951,7 +1033,11 @@ impl<'a> TableBuilder<'a> {
         }
         self.claims = claims;
         let proto_len = self.tables.runs.len() as u32 - proto_start;
-        self.tables.heads.push(Head { other, proto_start, proto_len });
+        self.tables.heads.push(Head {
+            other,
+            proto_start,
+            proto_len,
+        });
     }
 
     /// Paint the claims of one protocol, in rule order, onto the elementary
@@ -996,7 +1082,11 @@ impl<'a> TableBuilder<'a> {
         }
         let start = self.tables.ends.len() as u32;
         for k in 0..count {
-            let rule = if self.paint[k] == NO_RULE { other } else { self.paint[k] };
+            let rule = if self.paint[k] == NO_RULE {
+                other
+            } else {
+                self.paint[k]
+            };
             let end = (self.starts[k + 1] - 1) as u16;
             if self.tables.rules.len() as u32 > start && self.tables.rules.last() == Some(&rule) {
                 if let Some(last) = self.tables.ends.last_mut() {
@@ -1008,7 +1098,11 @@ impl<'a> TableBuilder<'a> {
             }
         }
         let len = self.tables.ends.len() as u32 - start;
-        self.tables.runs.push(ProtoRun { proto: first.proto, start, len });
+        self.tables.runs.push(ProtoRun {
+            proto: first.proto,
+            start,
+            len,
+        });
     }
 
     fn finish(self) -> Tables {
@@ -1047,16 +1141,26 @@ impl CompiledPolicy {
     }
 
     /// [`CompiledPolicy::compile`] with explicit tuning (same answers).
-    pub fn compile_with(rs: &Ruleset, options: &CompileOptions) -> Result<CompiledPolicy, CompileError> {
+    pub fn compile_with(
+        rs: &Ruleset,
+        options: &CompileOptions,
+    ) -> Result<CompiledPolicy, CompileError> {
         rs.check()?;
         let base = Arc::new(PlacementBase::new(rs));
         let placement = Arc::new(SegmentMap::build(&base, &rs.endpoints)?);
         let rules = Arc::new(RuleTables::build(rs, options)?);
-        Ok(CompiledPolicy { base, placement, rules })
+        Ok(CompiledPolicy {
+            base,
+            placement,
+            rules,
+        })
     }
 
     /// Same rule tables (shared, not recompiled), new endpoint set.
-    pub fn with_endpoints(&self, endpoints: &[EndpointDef]) -> Result<CompiledPolicy, CompileError> {
+    pub fn with_endpoints(
+        &self,
+        endpoints: &[EndpointDef],
+    ) -> Result<CompiledPolicy, CompileError> {
         Ok(CompiledPolicy {
             base: Arc::clone(&self.base),
             placement: Arc::new(SegmentMap::build(&self.base, endpoints)?),
@@ -1131,9 +1235,19 @@ impl CompiledPolicy {
         };
         let monitored = rules.monitor.get(q.dst as usize).copied().unwrap_or(false);
         if action == Action::Deny && monitored {
-            Decision { action: Action::Allow, rule, log, monitor: true }
+            Decision {
+                action: Action::Allow,
+                rule,
+                log,
+                monitor: true,
+            }
         } else {
-            Decision { action, rule, log, monitor: false }
+            Decision {
+                action,
+                rule,
+                log,
+                monitor: false,
+            }
         }
     }
 
@@ -1143,7 +1257,11 @@ impl CompiledPolicy {
 
     /// The stable id of a segment index (world's for an unknown index).
     pub fn segment_id(&self, idx: SegIdx) -> SegmentId {
-        self.rules.segment_ids.get(idx as usize).copied().unwrap_or(SegmentId::WORLD)
+        self.rules
+            .segment_ids
+            .get(idx as usize)
+            .copied()
+            .unwrap_or(SegmentId::WORLD)
     }
 
     pub fn segment_index(&self, id: SegmentId) -> Option<SegIdx> {
@@ -1152,7 +1270,10 @@ impl CompiledPolicy {
 
     /// The name of a segment index (`"?"` for an unknown index).
     pub fn segment_name(&self, idx: SegIdx) -> &str {
-        self.rules.segment_names.get(idx as usize).map_or("?", String::as_str)
+        self.rules
+            .segment_names
+            .get(idx as usize)
+            .map_or("?", String::as_str)
     }
 
     pub fn rule_count(&self) -> usize {
@@ -1163,7 +1284,11 @@ impl CompiledPolicy {
     pub fn rule_name(&self, rule: RuleRef) -> &str {
         match rule {
             RuleRef::Default => "default",
-            RuleRef::Rule(index) => self.rules.rule_names.get(index as usize).map_or("?", String::as_str),
+            RuleRef::Rule(index) => self
+                .rules
+                .rule_names
+                .get(index as usize)
+                .map_or("?", String::as_str),
         }
     }
 

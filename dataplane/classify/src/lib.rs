@@ -6,8 +6,10 @@
 //! - [`reference`]: a literal reading of `spec/policy.md` (first match over the
 //!   ordered rules, linear scans). Slow and obviously right; the oracle.
 //! - [`compile`]: [`CompiledPolicy`], segment placement (VLAN map, longest
-//!   prefix for IPv4 and IPv6 including endpoints, anti-spoofing) and one rule
-//!   table per (source segment, destination segment), identical tables shared.
+//!   prefix for IPv4 and IPv6 including endpoints, anti-spoofing) and rule
+//!   tables per (source class, destination class) of segments, identical
+//!   tables shared; policies too wide for per-pair tables compile in a split
+//!   mode with a wide-rule index (see `DESIGN.md`).
 //!
 //! Invariant: for every ruleset and packet, the compiled lookup and the
 //! reference evaluator return the same placement and [`Decision`]. Property

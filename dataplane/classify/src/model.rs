@@ -191,19 +191,35 @@ pub enum ModelError {
     #[error("too many rules: {0} (limit {MAX_RULES})")]
     TooManyRules(usize),
     #[error("segment id {id} is used by both {first:?} and {second:?}")]
-    DuplicateSegmentId { id: u32, first: String, second: String },
+    DuplicateSegmentId {
+        id: u32,
+        first: String,
+        second: String,
+    },
     #[error("segment name {0:?} is used twice")]
     DuplicateSegmentName(String),
     #[error("segment {segment:?}: VLAN {vlan} is outside 1..=4094")]
     VlanOutOfRange { segment: String, vlan: u16 },
     #[error("VLAN {vlan} is claimed by both {first:?} and {second:?}")]
-    DuplicateVlan { vlan: u16, first: String, second: String },
+    DuplicateVlan {
+        vlan: u16,
+        first: String,
+        second: String,
+    },
     #[error("segment {segment:?}: prefix {prefix} has host bits set")]
     HostBits { segment: String, prefix: IpNet },
     #[error("prefix {prefix} is claimed by both {first:?} and {second:?}")]
-    DuplicatePrefix { prefix: IpNet, first: String, second: String },
+    DuplicatePrefix {
+        prefix: IpNet,
+        first: String,
+        second: String,
+    },
     #[error("rule {rule:?}: segment index {index} is out of range ({count} segments)")]
-    RuleSegmentOutOfRange { rule: String, index: SegIdx, count: usize },
+    RuleSegmentOutOfRange {
+        rule: String,
+        index: SegIdx,
+        count: usize,
+    },
     #[error("rule {rule:?}: segment list is not sorted and deduplicated")]
     UnsortedSegmentList { rule: String },
     #[error("rule {rule:?} has no service spec")]
@@ -211,7 +227,11 @@ pub enum ModelError {
     #[error("rule {rule:?}: range {lo}-{hi} has start > end")]
     BadRange { rule: String, lo: u16, hi: u16 },
     #[error("endpoint {ip}: segment index {index} is out of range ({count} segments)")]
-    EndpointSegmentOutOfRange { ip: IpAddr, index: SegIdx, count: usize },
+    EndpointSegmentOutOfRange {
+        ip: IpAddr,
+        index: SegIdx,
+        count: usize,
+    },
 }
 
 /// Most segments a ruleset may hold (indices must fit a `u32` below the
@@ -252,7 +272,10 @@ impl Ruleset {
             }
             for &vlan in &seg.vlans {
                 if !(1..=4094).contains(&vlan) {
-                    return Err(ModelError::VlanOutOfRange { segment: seg.name.clone(), vlan });
+                    return Err(ModelError::VlanOutOfRange {
+                        segment: seg.name.clone(),
+                        vlan,
+                    });
                 }
                 match vlans.insert(vlan, seg.name.as_str()) {
                     Some(first) if first != seg.name => {
@@ -267,7 +290,10 @@ impl Ruleset {
             }
             for &prefix in &seg.prefixes {
                 if prefix.trunc() != prefix {
-                    return Err(ModelError::HostBits { segment: seg.name.clone(), prefix });
+                    return Err(ModelError::HostBits {
+                        segment: seg.name.clone(),
+                        prefix,
+                    });
                 }
                 match prefixes.insert(prefix, seg.name.as_str()) {
                     Some(first) if first != seg.name => {
@@ -285,7 +311,9 @@ impl Ruleset {
             for set in [&rule.from, &rule.to] {
                 if let SegmentSet::List(list) = set {
                     if list.windows(2).any(|w| w[0] >= w[1]) {
-                        return Err(ModelError::UnsortedSegmentList { rule: rule.name.clone() });
+                        return Err(ModelError::UnsortedSegmentList {
+                            rule: rule.name.clone(),
+                        });
                     }
                     if let Some(&index) = list.iter().find(|&&i| i as usize >= count) {
                         return Err(ModelError::RuleSegmentOutOfRange {
@@ -297,7 +325,9 @@ impl Ruleset {
                 }
             }
             if rule.services.is_empty() {
-                return Err(ModelError::EmptyServices { rule: rule.name.clone() });
+                return Err(ModelError::EmptyServices {
+                    rule: rule.name.clone(),
+                });
             }
             for spec in &rule.services {
                 let (lo, hi) = match *spec {
@@ -306,7 +336,11 @@ impl Ruleset {
                     ServiceSpec::Any | ServiceSpec::Proto(_) => continue,
                 };
                 if lo > hi {
-                    return Err(ModelError::BadRange { rule: rule.name.clone(), lo, hi });
+                    return Err(ModelError::BadRange {
+                        rule: rule.name.clone(),
+                        lo,
+                        hi,
+                    });
                 }
             }
         }

@@ -81,18 +81,34 @@ pub fn decide(rs: &Ruleset, q: &FlowQuery) -> Decision {
     for (index, rule) in rs.rules.iter().enumerate() {
         if set_contains(&rule.from, q.src)
             && set_contains(&rule.to, q.dst)
-            && rule.services.iter().any(|spec| spec.matches(q.proto, q.port))
+            && rule
+                .services
+                .iter()
+                .any(|spec| spec.matches(q.proto, q.port))
         {
             verdict = (rule.action, RuleRef::Rule(index as u32), rule.log);
             break;
         }
     }
     let (action, rule, log) = verdict;
-    let dst_monitored = rs.segments.get(q.dst as usize).is_some_and(|seg| seg.mode == Mode::Monitor);
+    let dst_monitored = rs
+        .segments
+        .get(q.dst as usize)
+        .is_some_and(|seg| seg.mode == Mode::Monitor);
     if action == Action::Deny && dst_monitored {
-        Decision { action: Action::Allow, rule, log, monitor: true }
+        Decision {
+            action: Action::Allow,
+            rule,
+            log,
+            monitor: true,
+        }
     } else {
-        Decision { action, rule, log, monitor: false }
+        Decision {
+            action,
+            rule,
+            log,
+            monitor: false,
+        }
     }
 }
 

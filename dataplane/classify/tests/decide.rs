@@ -28,9 +28,27 @@ fn first_match_in_order_and_deny_before_allow() {
     let b = Both::new(ruleset(
         segments(),
         vec![
-            rule("block-8081", list(&[1]), list(&[2]), vec![tcp(8081, 8081)], Action::Deny),
-            rule("web-app", list(&[1]), list(&[2]), vec![tcp(8000, 8099)], Action::Allow),
-            rule("web-app-wide", list(&[1]), list(&[2]), vec![tcp(1, 9000)], Action::Deny),
+            rule(
+                "block-8081",
+                list(&[1]),
+                list(&[2]),
+                vec![tcp(8081, 8081)],
+                Action::Deny,
+            ),
+            rule(
+                "web-app",
+                list(&[1]),
+                list(&[2]),
+                vec![tcp(8000, 8099)],
+                Action::Allow,
+            ),
+            rule(
+                "web-app-wide",
+                list(&[1]),
+                list(&[2]),
+                vec![tcp(1, 9000)],
+                Action::Deny,
+            ),
         ],
     ));
     let d = b.decide(1, 2, TCP, 8081);
@@ -38,7 +56,11 @@ fn first_match_in_order_and_deny_before_allow() {
     let d = b.decide(1, 2, TCP, 8080);
     assert_eq!((d.action, d.rule), (Action::Allow, RuleRef::Rule(1)));
     for port in [8000, 8099, 8082] {
-        assert_eq!(b.decide(1, 2, TCP, port).rule, RuleRef::Rule(1), "port {port}");
+        assert_eq!(
+            b.decide(1, 2, TCP, port).rule,
+            RuleRef::Rule(1),
+            "port {port}"
+        );
     }
     assert_eq!(b.decide(1, 2, TCP, 7999).rule, RuleRef::Rule(2));
     assert_eq!(b.decide(1, 2, TCP, 9001).rule, RuleRef::Default);
@@ -54,10 +76,34 @@ fn any_selectors_and_any_service() {
     let b = Both::new(ruleset(
         segments(),
         vec![
-            rule("deny-db-ssh", SegmentSet::Any, list(&[3]), vec![tcp(22, 22)], Action::Deny),
-            rule("admin-any", list(&[5]), SegmentSet::Any, vec![ServiceSpec::Any], Action::Allow),
-            rule("all-https", SegmentSet::Any, SegmentSet::Any, vec![tcp(443, 443)], Action::Allow),
-            rule("app-everything", list(&[2]), list(&[3]), vec![ServiceSpec::Any], Action::Allow),
+            rule(
+                "deny-db-ssh",
+                SegmentSet::Any,
+                list(&[3]),
+                vec![tcp(22, 22)],
+                Action::Deny,
+            ),
+            rule(
+                "admin-any",
+                list(&[5]),
+                SegmentSet::Any,
+                vec![ServiceSpec::Any],
+                Action::Allow,
+            ),
+            rule(
+                "all-https",
+                SegmentSet::Any,
+                SegmentSet::Any,
+                vec![tcp(443, 443)],
+                Action::Allow,
+            ),
+            rule(
+                "app-everything",
+                list(&[2]),
+                list(&[3]),
+                vec![ServiceSpec::Any],
+                Action::Allow,
+            ),
         ],
     ));
     assert_eq!(b.decide(5, 3, TCP, 22).rule, RuleRef::Rule(0));
@@ -79,29 +125,53 @@ fn proto_n_and_icmp_types() {
     let b = Both::new(ruleset(
         segments(),
         vec![
-            rule("gre", list(&[1]), list(&[2]), vec![ServiceSpec::Proto(GRE)], Action::Allow),
+            rule(
+                "gre",
+                list(&[1]),
+                list(&[2]),
+                vec![ServiceSpec::Proto(GRE)],
+                Action::Allow,
+            ),
             rule(
                 "echo",
                 list(&[1]),
                 list(&[2]),
-                vec![ServiceSpec::IcmpTypes { proto: ICMP, lo: 8, hi: 8 }],
+                vec![ServiceSpec::IcmpTypes {
+                    proto: ICMP,
+                    lo: 8,
+                    hi: 8,
+                }],
                 Action::Allow,
             ),
             rule(
                 "icmp-rest",
                 list(&[1]),
                 list(&[2]),
-                vec![ServiceSpec::IcmpTypes { proto: ICMP, lo: 0, hi: 255 }],
+                vec![ServiceSpec::IcmpTypes {
+                    proto: ICMP,
+                    lo: 0,
+                    hi: 255,
+                }],
                 Action::Deny,
             ),
             rule(
                 "v6-echo",
                 list(&[1]),
                 list(&[2]),
-                vec![ServiceSpec::IcmpTypes { proto: 58, lo: 128, hi: 129 }],
+                vec![ServiceSpec::IcmpTypes {
+                    proto: 58,
+                    lo: 128,
+                    hi: 129,
+                }],
                 Action::Allow,
             ),
-            rule("tcp-all", list(&[1]), list(&[2]), vec![ServiceSpec::Proto(TCP)], Action::Allow),
+            rule(
+                "tcp-all",
+                list(&[1]),
+                list(&[2]),
+                vec![ServiceSpec::Proto(TCP)],
+                Action::Allow,
+            ),
         ],
     ));
     for port in [0, 1, 65535] {
@@ -123,8 +193,20 @@ fn monitor_mode_allows_would_deny() {
     let mut rs = ruleset(
         segments(),
         vec![
-            rule("syslog", list(&[1, 2]), list(&[4]), vec![udp(514, 514)], Action::Allow),
-            rule("no-tcp-to-logs", SegmentSet::Any, list(&[4]), vec![tcp(0, 65535)], Action::Deny),
+            rule(
+                "syslog",
+                list(&[1, 2]),
+                list(&[4]),
+                vec![udp(514, 514)],
+                Action::Allow,
+            ),
+            rule(
+                "no-tcp-to-logs",
+                SegmentSet::Any,
+                list(&[4]),
+                vec![tcp(0, 65535)],
+                Action::Deny,
+            ),
         ],
     );
     rs.rules[1].log = true;
@@ -133,10 +215,16 @@ fn monitor_mode_allows_would_deny() {
     assert_eq!((d.action, d.monitor, d.log), (Action::Allow, false, false));
     // Explicit deny rule into a monitored segment: forwarded, marked, rule kept.
     let d = b.decide(1, 4, TCP, 80);
-    assert_eq!((d.action, d.rule, d.monitor, d.log), (Action::Allow, RuleRef::Rule(1), true, true));
+    assert_eq!(
+        (d.action, d.rule, d.monitor, d.log),
+        (Action::Allow, RuleRef::Rule(1), true, true)
+    );
     // Default deny into a monitored segment.
     let d = b.decide(3, 4, UDP, 53);
-    assert_eq!((d.action, d.rule, d.monitor, d.log), (Action::Allow, RuleRef::Default, true, false));
+    assert_eq!(
+        (d.action, d.rule, d.monitor, d.log),
+        (Action::Allow, RuleRef::Default, true, false)
+    );
     // Monitor is about the destination only.
     let d = b.decide(4, 3, UDP, 53);
     assert_eq!((d.action, d.monitor), (Action::Deny, false));
@@ -146,15 +234,27 @@ fn monitor_mode_allows_would_deny() {
 fn default_allow_and_log_flags() {
     let mut rs = ruleset(
         segments(),
-        vec![rule("ssh", list(&[5]), list(&[1, 2, 3]), vec![tcp(22, 22)], Action::Allow)],
+        vec![rule(
+            "ssh",
+            list(&[5]),
+            list(&[1, 2, 3]),
+            vec![tcp(22, 22)],
+            Action::Allow,
+        )],
     );
     rs.rules[0].log = true;
     rs.default_action = Action::Allow;
     let b = Both::new(rs);
     let d = b.decide(5, 3, TCP, 22);
-    assert_eq!((d.action, d.rule, d.log), (Action::Allow, RuleRef::Rule(0), true));
+    assert_eq!(
+        (d.action, d.rule, d.log),
+        (Action::Allow, RuleRef::Rule(0), true)
+    );
     let d = b.decide(5, 3, TCP, 23);
-    assert_eq!((d.action, d.rule, d.log), (Action::Allow, RuleRef::Default, false));
+    assert_eq!(
+        (d.action, d.rule, d.log),
+        (Action::Allow, RuleRef::Default, false)
+    );
     assert_eq!(b.cp.rule_name(RuleRef::Rule(0)), "ssh");
     assert_eq!(b.cp.rule_name(RuleRef::Default), "default");
     assert_eq!(b.cp.rule_count(), 1);
@@ -165,8 +265,20 @@ fn placement_then_decision_from_the_spec_example() {
     let b = Both::new(ruleset(
         segments(),
         vec![
-            rule("internet-to-web", list(&[0]), list(&[1]), vec![tcp(443, 443)], Action::Allow),
-            rule("app-to-db", list(&[2]), list(&[3]), vec![tcp(5432, 5432)], Action::Allow),
+            rule(
+                "internet-to-web",
+                list(&[0]),
+                list(&[1]),
+                vec![tcp(443, 443)],
+                Action::Allow,
+            ),
+            rule(
+                "app-to-db",
+                list(&[2]),
+                list(&[3]),
+                vec![tcp(5432, 5432)],
+                Action::Allow,
+            ),
         ],
     ));
     let src = b.src(None, "203.0.113.9").unwrap();
@@ -187,14 +299,30 @@ fn identical_pair_tables_are_shared() {
     for i in 1..=200u32 {
         segs.push(seg(i, &format!("s{i}"), &[], &[]));
     }
-    let mut rules = vec![rule("https", SegmentSet::Any, SegmentSet::Any, vec![tcp(443, 443)], Action::Allow)];
+    let mut rules = vec![rule(
+        "https",
+        SegmentSet::Any,
+        SegmentSet::Any,
+        vec![tcp(443, 443)],
+        Action::Allow,
+    )];
     for i in 1..=100u32 {
-        rules.push(rule(&format!("r{i}"), list(&[i]), list(&[i + 100]), vec![tcp(22, 22)], Action::Allow));
+        rules.push(rule(
+            &format!("r{i}"),
+            list(&[i]),
+            list(&[i + 100]),
+            vec![tcp(22, 22)],
+            Action::Allow,
+        ));
     }
     let b = Both::new(ruleset(segs, rules));
     // 100 pairs see {https, r_i}: different rule lists, so one table each,
     // plus the shared `https` table for every other pair.
-    assert!(b.cp.table_count() <= 102, "table_count = {}", b.cp.table_count());
+    assert!(
+        b.cp.table_count() <= 102,
+        "table_count = {}",
+        b.cp.table_count()
+    );
     assert_eq!(b.decide(7, 107, TCP, 22).rule, RuleRef::Rule(7));
     assert_eq!(b.decide(7, 108, TCP, 22).rule, RuleRef::Default);
     assert_eq!(b.decide(7, 108, TCP, 443).rule, RuleRef::Rule(0));
@@ -206,11 +334,27 @@ fn identical_pair_tables_are_shared() {
         segs.push(seg(i, &format!("s{i}"), &[], &[]));
     }
     let rules = vec![
-        rule("https", SegmentSet::Any, SegmentSet::Any, vec![tcp(443, 443)], Action::Allow),
-        rule("ssh", list(&(1..=100).collect::<Vec<_>>()), list(&(101..=200).collect::<Vec<_>>()), vec![tcp(22, 22)], Action::Allow),
+        rule(
+            "https",
+            SegmentSet::Any,
+            SegmentSet::Any,
+            vec![tcp(443, 443)],
+            Action::Allow,
+        ),
+        rule(
+            "ssh",
+            list(&(1..=100).collect::<Vec<_>>()),
+            list(&(101..=200).collect::<Vec<_>>()),
+            vec![tcp(22, 22)],
+            Action::Allow,
+        ),
     ];
     let b = Both::new(ruleset(segs, rules));
-    assert!(b.cp.table_count() <= 3, "table_count = {}", b.cp.table_count());
+    assert!(
+        b.cp.table_count() <= 3,
+        "table_count = {}",
+        b.cp.table_count()
+    );
     assert_eq!(b.decide(1, 200, TCP, 22).rule, RuleRef::Rule(1));
     assert_eq!(b.decide(200, 1, TCP, 22).rule, RuleRef::Default);
 }
@@ -226,9 +370,21 @@ fn large_mesh_compiles_in_split_mode_and_agrees() {
     let all: Vec<u32> = (1..=3000).collect();
     let mut rules = Vec::new();
     for i in 1..=3000u32 {
-        rules.push(rule(&format!("own{i}"), list(&[i]), list(&[i % 3000 + 1]), vec![tcp(1, 1)], Action::Allow));
+        rules.push(rule(
+            &format!("own{i}"),
+            list(&[i]),
+            list(&[i % 3000 + 1]),
+            vec![tcp(1, 1)],
+            Action::Allow,
+        ));
     }
-    rules.push(rule("mesh", list(&all), list(&all[..2000]), vec![tcp(1, 2)], Action::Deny));
+    rules.push(rule(
+        "mesh",
+        list(&all),
+        list(&all[..2000]),
+        vec![tcp(1, 2)],
+        Action::Deny,
+    ));
     let b = Both::new(ruleset(segs, rules));
     assert!(!b.cp.is_exact());
     assert_eq!(b.decide(5, 6, TCP, 1).rule, RuleRef::Rule(4));

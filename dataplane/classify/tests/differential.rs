@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bulkhead_classify::{
-    reference, Action, CompileOptions, CompiledPolicy, EndpointDef, FlowQuery, Mode, RuleDef, Ruleset, SegmentDef,
-    SegmentId, SegmentSet, ServiceSpec,
+    reference, Action, CompileOptions, CompiledPolicy, EndpointDef, FlowQuery, Mode, RuleDef,
+    Ruleset, SegmentDef, SegmentId, SegmentSet, ServiceSpec,
 };
 use ipnet::IpNet;
 use proptest::prelude::*;
@@ -50,7 +50,11 @@ fn seg_recipe() -> impl Strategy<Value = SegRecipe> {
         prop::collection::vec(prefix(), 0..4),
         prop::bool::weighted(0.2),
     )
-        .prop_map(|(vlans, prefixes, monitor)| SegRecipe { vlans, prefixes, monitor })
+        .prop_map(|(vlans, prefixes, monitor)| SegRecipe {
+            vlans,
+            prefixes,
+            monitor,
+        })
 }
 
 fn spec() -> impl Strategy<Value = ServiceSpec> {
@@ -114,45 +118,67 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                 prop::bool::weighted(0.3),
             )
         })
-        .prop_map(|(recipes, endpoints, rules, default_allow, anti_spoofing, world_monitor)| {
-            let mut segments = vec![SegmentDef {
-                id: SegmentId::WORLD,
-                name: "world".into(),
-                vlans: vec![],
-                prefixes: vec![],
-                mode: if world_monitor { Mode::Monitor } else { Mode::Enforce },
-            }];
-            // Keep invariants: a VLAN or prefix goes to the first segment claiming it.
-            let mut vlans_seen = HashSet::new();
-            let mut prefixes_seen = HashSet::new();
-            for (i, r) in recipes.into_iter().enumerate() {
-                segments.push(SegmentDef {
-                    id: SegmentId(i as u32 * 10 + 10),
-                    name: format!("seg{i}"),
-                    vlans: r.vlans.into_iter().filter(|v| vlans_seen.insert(*v)).collect(),
-                    prefixes: r.prefixes.into_iter().filter(|p| prefixes_seen.insert(*p)).collect(),
-                    mode: if r.monitor { Mode::Monitor } else { Mode::Enforce },
-                });
-            }
-            let rules = rules
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut r)| {
-                    r.name = format!("r{i}");
-                    r
-                })
-                .collect();
-            Ruleset {
-                default_action: if default_allow { Action::Allow } else { Action::Deny },
-                segments,
-                endpoints: endpoints
+        .prop_map(
+            |(recipes, endpoints, rules, default_allow, anti_spoofing, world_monitor)| {
+                let mut segments = vec![SegmentDef {
+                    id: SegmentId::WORLD,
+                    name: "world".into(),
+                    vlans: vec![],
+                    prefixes: vec![],
+                    mode: if world_monitor {
+                        Mode::Monitor
+                    } else {
+                        Mode::Enforce
+                    },
+                }];
+                // Keep invariants: a VLAN or prefix goes to the first segment claiming it.
+                let mut vlans_seen = HashSet::new();
+                let mut prefixes_seen = HashSet::new();
+                for (i, r) in recipes.into_iter().enumerate() {
+                    segments.push(SegmentDef {
+                        id: SegmentId(i as u32 * 10 + 10),
+                        name: format!("seg{i}"),
+                        vlans: r
+                            .vlans
+                            .into_iter()
+                            .filter(|v| vlans_seen.insert(*v))
+                            .collect(),
+                        prefixes: r
+                            .prefixes
+                            .into_iter()
+                            .filter(|p| prefixes_seen.insert(*p))
+                            .collect(),
+                        mode: if r.monitor {
+                            Mode::Monitor
+                        } else {
+                            Mode::Enforce
+                        },
+                    });
+                }
+                let rules = rules
                     .into_iter()
-                    .map(|(ip, segment)| EndpointDef { ip, segment })
-                    .collect(),
-                rules,
-                anti_spoofing,
-            }
-        })
+                    .enumerate()
+                    .map(|(i, mut r)| {
+                        r.name = format!("r{i}");
+                        r
+                    })
+                    .collect();
+                Ruleset {
+                    default_action: if default_allow {
+                        Action::Allow
+                    } else {
+                        Action::Deny
+                    },
+                    segments,
+                    endpoints: endpoints
+                        .into_iter()
+                        .map(|(ip, segment)| EndpointDef { ip, segment })
+                        .collect(),
+                    rules,
+                    anti_spoofing,
+                }
+            },
+        )
 }
 
 /// A tiny deterministic generator for the packets of one case.
@@ -172,7 +198,11 @@ impl Rng {
 
 /// An address mostly inside the ruleset's prefixes and endpoints.
 fn pick_address(rs: &Ruleset, rng: &mut Rng) -> IpAddr {
-    let prefixes: Vec<IpNet> = rs.segments.iter().flat_map(|s| s.prefixes.iter().copied()).collect();
+    let prefixes: Vec<IpNet> = rs
+        .segments
+        .iter()
+        .flat_map(|s| s.prefixes.iter().copied())
+        .collect();
     match rng.below(10) {
         0..=5 if !prefixes.is_empty() => {
             let p = prefixes[rng.below(prefixes.len())];
@@ -191,9 +221,23 @@ fn pick_address(rs: &Ruleset, rng: &mut Rng) -> IpAddr {
         6..=7 if !rs.endpoints.is_empty() => rs.endpoints[rng.below(rs.endpoints.len())].ip,
         _ => {
             if rng.below(2) == 0 {
-                IpAddr::V4(Ipv4Addr::new(10, rng.below(4) as u8, rng.below(4) as u8, rng.next() as u8))
+                IpAddr::V4(Ipv4Addr::new(
+                    10,
+                    rng.below(4) as u8,
+                    rng.below(4) as u8,
+                    rng.next() as u8,
+                ))
             } else {
-                IpAddr::V6(Ipv6Addr::new(0xfd00, rng.below(4) as u16, rng.below(4) as u16, 0, 0, 0, 0, rng.next() as u16))
+                IpAddr::V6(Ipv6Addr::new(
+                    0xfd00,
+                    rng.below(4) as u16,
+                    rng.below(4) as u16,
+                    0,
+                    0,
+                    0,
+                    0,
+                    rng.next() as u16,
+                ))
             }
         }
     }
@@ -201,7 +245,11 @@ fn pick_address(rs: &Ruleset, rng: &mut Rng) -> IpAddr {
 
 /// A protocol and port, biased to the boundaries of the ruleset's specs.
 fn pick_service(rs: &Ruleset, rng: &mut Rng) -> (u8, u16) {
-    let specs: Vec<ServiceSpec> = rs.rules.iter().flat_map(|r| r.services.iter().copied()).collect();
+    let specs: Vec<ServiceSpec> = rs
+        .rules
+        .iter()
+        .flat_map(|r| r.services.iter().copied())
+        .collect();
     if !specs.is_empty() && rng.below(4) != 0 {
         let spec = specs[rng.below(specs.len())];
         let (proto, lo, hi) = match spec {
@@ -219,7 +267,10 @@ fn pick_service(rs: &Ruleset, rng: &mut Rng) -> (u8, u16) {
         };
         return (proto, port);
     }
-    ([6u8, 17, 132, 1, 58, 47, 255][rng.below(7)], rng.next() as u16)
+    (
+        [6u8, 17, 132, 1, 58, 47, 255][rng.below(7)],
+        rng.next() as u16,
+    )
 }
 
 fn vlans(rs: &Ruleset, rng: &mut Rng) -> Option<u16> {
@@ -227,8 +278,16 @@ fn vlans(rs: &Ruleset, rng: &mut Rng) -> Option<u16> {
         0 => None,
         1 => Some(rng.next() as u16 % 4096),
         _ => {
-            let listed: Vec<u16> = rs.segments.iter().flat_map(|s| s.vlans.iter().copied()).collect();
-            if listed.is_empty() { None } else { Some(listed[rng.below(listed.len())]) }
+            let listed: Vec<u16> = rs
+                .segments
+                .iter()
+                .flat_map(|s| s.vlans.iter().copied())
+                .collect();
+            if listed.is_empty() {
+                None
+            } else {
+                Some(listed[rng.below(listed.len())])
+            }
         }
     }
 }
@@ -240,12 +299,23 @@ fn check_agrees(rs: &Ruleset, cp: &CompiledPolicy, seed: u64) -> Result<(), Test
         let src = pick_address(rs, &mut rng);
         let dst = pick_address(rs, &mut rng);
         let want_src = reference::place_src(rs, vlan, src);
-        prop_assert_eq!(cp.place_src(vlan, src), want_src, "place_src({:?}, {})", vlan, src);
+        prop_assert_eq!(
+            cp.place_src(vlan, src),
+            want_src,
+            "place_src({:?}, {})",
+            vlan,
+            src
+        );
         let want_dst = reference::place_dst(rs, dst);
         prop_assert_eq!(cp.place_dst(dst), want_dst, "place_dst({})", dst);
         let Ok(src_seg) = want_src else { continue };
         let (proto, port) = pick_service(rs, &mut rng);
-        let q = FlowQuery { src: src_seg, dst: want_dst, proto, port };
+        let q = FlowQuery {
+            src: src_seg,
+            dst: want_dst,
+            proto,
+            port,
+        };
         prop_assert_eq!(cp.decide(&q), reference::decide(rs, &q), "decide({:?})", q);
     }
     // Every segment pair (and one unknown index) with random services.
@@ -254,7 +324,12 @@ fn check_agrees(rs: &Ruleset, cp: &CompiledPolicy, seed: u64) -> Result<(), Test
         for dst in 0..n {
             for _ in 0..4 {
                 let (proto, port) = pick_service(rs, &mut rng);
-                let q = FlowQuery { src, dst, proto, port };
+                let q = FlowQuery {
+                    src,
+                    dst,
+                    proto,
+                    port,
+                };
                 prop_assert_eq!(cp.decide(&q), reference::decide(rs, &q), "decide({:?})", q);
             }
         }
@@ -266,9 +341,20 @@ fn check_agrees(rs: &Ruleset, cp: &CompiledPolicy, seed: u64) -> Result<(), Test
 /// two-list rule wide; split with a mix of narrow and wide rules.
 fn modes() -> [CompileOptions; 3] {
     [
-        CompileOptions { max_dense_pair_cells: 0, ..CompileOptions::default() },
-        CompileOptions { exact_budget: 0, narrow_width: 0, ..CompileOptions::default() },
-        CompileOptions { exact_budget: 0, narrow_width: 2, max_dense_pair_cells: 0 },
+        CompileOptions {
+            max_dense_pair_cells: 0,
+            ..CompileOptions::default()
+        },
+        CompileOptions {
+            exact_budget: 0,
+            narrow_width: 0,
+            ..CompileOptions::default()
+        },
+        CompileOptions {
+            exact_budget: 0,
+            narrow_width: 2,
+            max_dense_pair_cells: 0,
+        },
     ]
 }
 

@@ -51,7 +51,11 @@ fn ipv6_nested_prefixes() {
 #[test]
 fn endpoints_override_prefixes() {
     let b = sample();
-    assert_eq!(b.dst("10.0.40.10"), 6, "endpoint beats an equal /32 segment prefix");
+    assert_eq!(
+        b.dst("10.0.40.10"),
+        6,
+        "endpoint beats an equal /32 segment prefix"
+    );
     assert_eq!(b.dst("10.50.30.7"), 6);
     assert_eq!(b.dst("10.50.30.8"), 2);
     assert_eq!(b.dst("fd00:50:30::7"), 6);
@@ -61,7 +65,10 @@ fn endpoints_override_prefixes() {
 
 #[test]
 fn later_endpoint_with_same_address_wins() {
-    let mut rs = ruleset(vec![world(), seg(1, "a", &[], &[]), seg(2, "b", &[], &[])], vec![]);
+    let mut rs = ruleset(
+        vec![world(), seg(1, "a", &[], &[]), seg(2, "b", &[], &[])],
+        vec![],
+    );
     rs.endpoints = vec![endpoint("10.1.1.1", 1), endpoint("10.1.1.1", 2)];
     let b = Both::new(rs);
     assert_eq!(b.dst("10.1.1.1"), 2);
@@ -103,7 +110,11 @@ fn anti_spoofing() {
 #[test]
 fn default_route_prefix_is_a_normal_prefix() {
     let b = Both::new(ruleset(
-        vec![world(), seg(1, "all", &[], &["0.0.0.0/0"]), seg(2, "x", &[7], &["10.0.0.0/8"])],
+        vec![
+            world(),
+            seg(1, "all", &[], &["0.0.0.0/0"]),
+            seg(2, "x", &[7], &["10.0.0.0/8"]),
+        ],
         vec![],
     ));
     assert_eq!(b.dst("1.2.3.4"), 1);
@@ -118,8 +129,16 @@ fn with_endpoints_replaces_only_placement() {
     let moved = b.cp.with_endpoints(&[endpoint("10.50.1.1", 5)]).unwrap();
     assert!(moved.shares_rules_with(&b.cp));
     assert_eq!(moved.place_dst(ip("10.50.1.1")), 5);
-    assert_eq!(moved.place_dst(ip("10.0.40.10")), 4, "old endpoint gone, logs' /32 again");
-    assert_eq!(b.cp.place_dst(ip("10.0.40.10")), 6, "the original is untouched");
+    assert_eq!(
+        moved.place_dst(ip("10.0.40.10")),
+        4,
+        "old endpoint gone, logs' /32 again"
+    );
+    assert_eq!(
+        b.cp.place_dst(ip("10.0.40.10")),
+        6,
+        "the original is untouched"
+    );
     let bad = b.cp.with_endpoints(&[endpoint("10.50.1.1", 99)]);
     assert!(bad.is_err());
 }
@@ -138,13 +157,37 @@ fn invalid_rulesets_are_refused_not_panicked() {
     let mut bad_world = good.clone();
     bad_world.segments[0].id = bulkhead_classify::SegmentId(5);
     let mut bad_rule = good.clone();
-    bad_rule.rules = vec![rule("r", list(&[1, 99]), list(&[1]), vec![tcp(1, 2)], bulkhead_classify::Action::Allow)];
+    bad_rule.rules = vec![rule(
+        "r",
+        list(&[1, 99]),
+        list(&[1]),
+        vec![tcp(1, 2)],
+        bulkhead_classify::Action::Allow,
+    )];
     let mut unsorted = good.clone();
-    unsorted.rules = vec![rule("r", list(&[2, 1]), list(&[1]), vec![tcp(1, 2)], bulkhead_classify::Action::Allow)];
+    unsorted.rules = vec![rule(
+        "r",
+        list(&[2, 1]),
+        list(&[1]),
+        vec![tcp(1, 2)],
+        bulkhead_classify::Action::Allow,
+    )];
     let mut bad_range = good.clone();
-    bad_range.rules = vec![rule("r", list(&[1]), list(&[1]), vec![tcp(9, 2)], bulkhead_classify::Action::Allow)];
+    bad_range.rules = vec![rule(
+        "r",
+        list(&[1]),
+        list(&[1]),
+        vec![tcp(9, 2)],
+        bulkhead_classify::Action::Allow,
+    )];
     let mut no_services = good.clone();
-    no_services.rules = vec![rule("r", list(&[1]), list(&[1]), vec![], bulkhead_classify::Action::Allow)];
+    no_services.rules = vec![rule(
+        "r",
+        list(&[1]),
+        list(&[1]),
+        vec![],
+        bulkhead_classify::Action::Allow,
+    )];
     let mut bad_endpoint = good.clone();
     bad_endpoint.endpoints.push(endpoint("1.1.1.1", 7));
     let mut bad_vlan = good.clone();
@@ -172,7 +215,10 @@ fn invalid_rulesets_are_refused_not_panicked() {
 fn segment_lookups() {
     let b = sample();
     assert_eq!(b.cp.segment_count(), 7);
-    assert_eq!(b.cp.segment_index(bulkhead_classify::SegmentId(51)), Some(2));
+    assert_eq!(
+        b.cp.segment_index(bulkhead_classify::SegmentId(51)),
+        Some(2)
+    );
     assert_eq!(b.cp.segment_index(bulkhead_classify::SegmentId(52)), None);
     assert_eq!(b.cp.segment_id(2), bulkhead_classify::SegmentId(51));
     assert_eq!(b.cp.segment_name(2), "narrow");

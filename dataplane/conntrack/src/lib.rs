@@ -25,7 +25,13 @@
 //! ([`ConnTable::hash`]), [`ConnTable::lookup_burst`]; on a hit
 //! [`ConnTable::track`] with the direction from [`Entry::dir`]; on a miss
 //! classify, and for TCP open only if [`tcp_may_open`], then
-//! [`ConnTable::insert`]. Between bursts call [`ConnTable::expire_slice`].
+//! [`ConnTable::insert`]. [`Track::Stale`] (expired but not yet reaped, a SYN
+//! re-using a closed tuple, or a handle removed earlier in the burst) means:
+//! [`ConnTable::remove`] it (emit "closed" if that returns the entry) and
+//! handle the packet as a miss. When [`Entry::generation`] is older than the
+//! policy snapshot, re-judge from the key, [`Entry::initiator`] and
+//! [`Entry::svc`], then [`ConnTable::set_judgement`] or remove. Between bursts
+//! call [`ConnTable::expire_slice`].
 #![forbid(unsafe_code)]
 
 pub mod key;

@@ -54,18 +54,15 @@ fn steady_state_allocates_nothing() {
             for i in 0..BURST {
                 let hit = out[i].and_then(|id| t.dir_of(id, sides[i]).map(|d| (id, d)));
                 // A mix of openings, handshakes and data, valid or not.
-                let flags = match (hit.map(|h| h.1), (n >> 8) % 4) {
+                let flags = match (hit.map(|h| h.1), (n >> 8).wrapping_add(i as u32) % 4) {
                     (Some(Dir::Reply), 0 | 1) => SYN | ACK,
                     (_, 2) => SYN,
                     _ => ACK,
                 };
                 match hit {
                     Some((id, dir)) => {
-                        if t.track(id, dir, flags, 100, now) == Track::Stale
-                            && t.remove(id).is_some()
-                        {
-                            events += 1;
-                        }
+                        let stale = t.track(id, dir, flags, 100, now) == Track::Stale;
+                        events += u64::from(stale && t.remove(id).is_some());
                     }
                     None if keys[i].proto() != 6 || tcp_may_open(flags) => {
                         let new = NewConn {

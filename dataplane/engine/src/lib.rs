@@ -96,15 +96,9 @@ impl Engine {
     /// Configure the ports, start one pinned worker per core, enforce `policy`.
     pub fn start(eal: &Eal, cfg: EngineConfig, policy: CompiledPolicy) -> Result<Engine, EngineError> {
         let nworkers = cfg.workers.len();
-        let core_ids = core_affinity::get_core_ids().unwrap_or_default();
-        for &c in &cfg.workers {
-            if !core_ids.iter().any(|id| id.id == c) {
-                return Err(EngineError::Core {
-                    core: c,
-                    message: "no such core on this machine".into(),
-                });
-            }
-        }
+        // Cores are checked when each worker pins itself: after EAL start-up
+        // this thread's own affinity is the main lcore only, so asking it
+        // which cores exist would be wrong.
         cfg.timeouts
             .validate()
             .map_err(|e| {

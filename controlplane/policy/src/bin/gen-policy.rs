@@ -45,6 +45,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    print!("{}", bulkhead_policy::synthetic::generate(segments, rules, seed));
+    print!(
+        "{}",
+        bulkhead_policy::synthetic::generate(segments, rules, seed)
+    );
     ExitCode::SUCCESS
 }

@@ -53,7 +53,14 @@ pub fn rule(
     services: Vec<ServiceSpec>,
     action: Action,
 ) -> RuleDef {
-    RuleDef { name: name.into(), from, to, services, action, log: false }
+    RuleDef {
+        name: name.into(),
+        from,
+        to,
+        services,
+        action,
+        log: false,
+    }
 }
 
 pub fn ruleset(segments: Vec<SegmentDef>, rules: Vec<RuleDef>) -> Ruleset {
@@ -67,7 +74,10 @@ pub fn ruleset(segments: Vec<SegmentDef>, rules: Vec<RuleDef>) -> Ruleset {
 }
 
 pub fn endpoint(ip: &str, segment: SegIdx) -> EndpointDef {
-    EndpointDef { ip: ip.parse().unwrap(), segment }
+    EndpointDef {
+        ip: ip.parse().unwrap(),
+        segment,
+    }
 }
 
 pub fn ip(s: &str) -> IpAddr {
@@ -89,7 +99,11 @@ impl Both {
     pub fn src(&self, vlan: Option<u16>, addr: &str) -> Result<SegIdx, PlaceError> {
         let addr = ip(addr);
         let want = reference::place_src(&self.rs, vlan, addr);
-        assert_eq!(self.cp.place_src(vlan, addr), want, "place_src({vlan:?}, {addr})");
+        assert_eq!(
+            self.cp.place_src(vlan, addr),
+            want,
+            "place_src({vlan:?}, {addr})"
+        );
         want
     }
 
@@ -101,7 +115,12 @@ impl Both {
     }
 
     pub fn decide(&self, src: SegIdx, dst: SegIdx, proto: u8, port: u16) -> Decision {
-        let q = FlowQuery { src, dst, proto, port };
+        let q = FlowQuery {
+            src,
+            dst,
+            proto,
+            port,
+        };
         let want = reference::decide(&self.rs, &q);
         assert_eq!(self.cp.decide(&q), want, "decide({q:?})");
         want

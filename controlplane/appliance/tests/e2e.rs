@@ -1,0 +1,409 @@
+//! End to end: real TCP, UDP and ICMP between two network namespaces joined
+//! only through a running `bulkheadd` (DPDK `net_af_packet` ports on veths).
+//! Needs root (CI is root) and iproute2, ethtool, ping and python3, which the
+//! README's test command installs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One appliance at a time: the machine has two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lib(file: &str) -> String {
+    repo().join("perf-lab/lib").join(file).display().to_string()
+}
+
+const POLICY: &str = r#"
+version: 1
+segments:
+  client:
+    id: 10
+    prefixes: [10.0.10.0/24, "fd00:10::/64"]
+  server:
+    id: 20
+    prefixes: [10.0.20.0/24, "fd00:20::/64"]
+  tenant:
+    id: 30
+    vlans: [100]
+  svc:
+    id: 40
+    prefixes: [10.77.0.1/32]
+  other:
+    id: 50
+    prefixes: [10.77.0.128/25]
+rules:
+  - name: client-to-server
+    from: [client]
+    to: [server]
+    services: [tcp/8080, udp/5353, icmp/8, icmpv6/128]
+    action: allow
+  - name: tenant-to-svc
+    from: [tenant]
+    to: [svc]
+    services: [tcp/7000]
+    action: allow
+"#;
+
+/// A namespace topology (see perf-lab/lib/topology.sh), torn down on drop.
+struct Topo {
+    prefix: String,
+}
+
+impl Topo {
+    fn up(prefix: &str, client: &str, server: &str, ipv6: bool) -> Topo {
+        let t = Topo {
+            prefix: prefix.to_string(),
+        };
+        let script = format!(
+            ". {}; TOPO_IPV6={} topo_up {prefix} {client} {server}",
+            lib("topology.sh"),
+            u8::from(ipv6)
+        );
+        let out = Command::new("bash").arg("-c").arg(&script).output().expect("bash");
+        assert!(out.status.success(), "topology: {}", String::from_utf8_lossy(&out.stderr));
+        t
+    }
+
+    fn ns(&self, side: &str) -> String {
+        format!("{}-{side}", self.prefix)
+    }
+
+    /// Run a command in a namespace and wait for it.
+    fn run(&self, side: &str, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(side)])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    fn ok(&self, side: &str, args: &[&str]) {
+        let out = self.run(side, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn spawn(&self, side: &str, args: &[&str]) -> Guarded {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(side)])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        Guarded(child)
+    }
+
+    fn server(&self, addr: &str, port: u16, udp: bool) -> Guarded {
+        let port = port.to_string();
+        let mut args = vec!["python3", "-u", &*SERVER, addr, &port];
+        if udp {
+            args.push("--udp");
+        }
+        let g = self.spawn("server", &args);
+        std::thread::sleep(Duration::from_millis(300));
+        g
+    }
+
+    /// Connect (or send a datagram), expect the echo. Bounded by the client's 2 s timeout.
+    fn echo(&self, addr: &str, port: u16, udp: bool) -> bool {
+        let port = port.to_string();
+        let mut args = vec!["python3", &*CLIENT, addr, &port, "hello through bulkhead"];
+        if udp {
+            args.push("--udp");
+        }
+        self.run("client", &args).status.success()
+    }
+
+    fn ping(&self, addr: &str) -> bool {
+        self.run("client", &["ping", "-c", "1", "-W", "2", addr]).status.success()
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        let script = format!(". {}; topo_down {}", lib("topology.sh"), self.prefix);
+        let _ = Command::new("bash").arg("-c").arg(&script).status();
+    }
+}
+
+static SERVER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| lib("echo_server.py"));
+static CLIENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| lib("echo_client.py"));
+
+/// A child process killed (by PID) on drop.
+struct Guarded(Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running bulkheadd in the topology's firewall namespace.
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    policy: PathBuf,
+}
+
+impl Daemon {
+    fn start(t: &Topo, name: &str, policy: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("bulkhead-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let policy_path = dir.join("policy.yaml");
+        std::fs::write(&policy_path, policy).expect("write policy");
+        let log = std::fs::File::create(dir.join("bulkheadd.log")).expect("log");
+        let core = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { "1" } else { "0" };
+        let child = Command::new("ip")
+            .args(["netns", "exec", &t.ns("fw"), env!("CARGO_BIN_EXE_bulkheadd")])
+            .arg("--policy")
+            .arg(&policy_path)
+            .args(["--wire", "net_af_packet0,iface=veth-a", "net_af_packet1,iface=veth-b"])
+            .args(["--workers", core])
+            .arg("--events")
+            .arg(dir.join("events.jsonl"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start bulkheadd");
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            policy: policy_path,
+        };
+        d.wait_log("workers running", Duration::from_secs(30));
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bulkheadd.log")).unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each event line is JSON"))
+            .collect()
+    }
+
+    fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("bulkheadd exited ({status}) before {needle:?}:\n{}", self.log());
+                }
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            // `ip netns exec` execs bulkheadd: the child's PID is bulkheadd's.
+            let st = Command::new("kill").args([sig, &c.id().to_string()]).status().expect("kill");
+            assert!(st.success());
+        }
+    }
+
+    /// SIGTERM, wait, return the log with the final counters.
+    fn stop(&mut self) -> String {
+        self.signal("-TERM");
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(status)) = c.try_wait() {
+                    assert!(status.success(), "bulkheadd exit status {status}:\n{}", self.log());
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("bulkheadd did not stop on SIGTERM:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The value of one counter line of bulkheadd's final counters.
+fn counter(log: &str, name: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| l.trim().strip_prefix(name))
+        .filter_map(|rest| rest.trim().parse().ok())
+        .next_back()
+        .unwrap_or(0)
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn tcp_udp_and_ping_allowed_and_a_denied_port_refused() {
+    let _g = serial();
+    let t = Topo::up("bhe1", "10.0.10.5/8", "10.0.20.3/8", false);
+    let mut d = Daemon::start(&t, "basic", POLICY);
+    let _tcp = t.server("10.0.20.3", 8080, false);
+    let _udp = t.server("10.0.20.3", 5353, true);
+    let _denied = t.server("10.0.20.3", 9999, false);
+    assert!(t.echo("10.0.20.3", 8080, false), "TCP echo both ways through the wire");
+    assert!(t.echo("10.0.20.3", 5353, true), "UDP request and reply");
+    assert!(t.ping("10.0.20.3"), "ping");
+    assert!(!t.echo("10.0.20.3", 9999, false), "a port no rule allows gets no connection");
+    std::thread::sleep(Duration::from_millis(200));
+    let events = d.events();
+    let log = d.stop();
+    assert!(
+        events.iter().any(|e| e["event"] == "allowed" && e["dport"] == 8080 && e["rule"] == "client-to-server"),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| e["event"] == "denied" && e["dport"] == 9999 && e["rule"] == "default"));
+    assert!(counter(&log, "bulkhead_dataplane_new_connections_total{verdict=\"allow\"}") >= 3, "{log}");
+    assert!(counter(&log, "bulkhead_dataplane_drops_total{reason=\"policy_deny\"}") >= 1, "{log}");
+}
+
+#[test]
+fn sighup_revoking_a_service_cuts_an_open_connection() {
+    let _g = serial();
+    let t = Topo::up("bhe2", "10.0.10.5/8", "10.0.20.3/8", false);
+    let mut d = Daemon::start(&t, "hup", POLICY);
+    let _srv = t.server("10.0.20.3", 8080, false);
+    let mut session = t.spawn("client", &["python3", "-u", &lib("echo_session.py"), "10.0.20.3", "8080"]);
+    let stdin: &mut ChildStdin = session.0.stdin.as_mut().expect("stdin");
+    let mut out = BufReader::new(session.0.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let mut next = |out: &mut BufReader<ChildStdout>| {
+        line.clear();
+        out.read_line(&mut line).expect("session output");
+        line.trim().to_string()
+    };
+    assert_eq!(next(&mut out), "connected");
+    writeln!(stdin, "before").unwrap();
+    assert_eq!(next(&mut out), "ok", "the open connection works");
+
+    // A bad policy is refused and the running one stays in force.
+    std::fs::write(&d.policy, "version: 1\nsegments: {web: {id: 10, prefixes: [10.0.10.1/24]}}\n").unwrap();
+    d.signal("-HUP");
+    d.wait_log("stays in force", Duration::from_secs(10));
+    assert!(d.log().contains("host bits"), "the refusal names the problem:\n{}", d.log());
+    writeln!(stdin, "still").unwrap();
+    assert_eq!(next(&mut out), "ok", "the refused reload changed nothing");
+
+    // Revoke tcp/8080.
+    std::fs::write(&d.policy, POLICY.replace("tcp/8080, ", "")).unwrap();
+    d.signal("-HUP");
+    d.wait_log("generation 2 enforced", Duration::from_secs(10));
+    writeln!(stdin, "after").unwrap();
+    let reply = next(&mut out);
+    assert!(reply.starts_with("fail"), "the revoked connection is cut, got {reply:?}");
+    assert!(!t.echo("10.0.20.3", 8080, false), "and a new one is refused");
+    std::thread::sleep(Duration::from_millis(200));
+    let events = d.events();
+    let log = d.stop();
+    assert!(events.iter().any(|e| e["event"] == "revoked" && e["dport"] == 8080), "{events:?}");
+    assert!(counter(&log, "bulkhead_dataplane_drops_total{reason=\"revoked\"}") >= 1, "{log}");
+}
+
+/// Capture TCP frames with `port` on one side while `send` runs, return the lines.
+fn capture(t: &Topo, side: &str, dev: &str, port: u16, send: impl FnOnce()) -> Vec<String> {
+    let port = port.to_string();
+    let mut rx = t.spawn(side, &["python3", "-u", &lib("rawframe.py"), "recv", dev, &port, "3"]);
+    let mut out = BufReader::new(rx.0.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("capture starts");
+    assert_eq!(line.trim(), "ready");
+    send();
+    let mut lines = Vec::new();
+    loop {
+        line.clear();
+        match out.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => lines.push(line.trim().to_string()),
+        }
+    }
+    lines
+}
+
+/// Send one raw TCP frame from a side of the topology.
+fn raw(t: &Topo, side: &str, dev: &str, frame: &[&str]) {
+    let mut args = vec!["python3", &*RAW, "send", dev];
+    args.extend_from_slice(frame);
+    t.ok(side, &args);
+}
+
+static RAW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| lib("rawframe.py"));
+
+// This kernel has no 802.1Q module, so the hosts cannot have VLAN devices:
+// the tagged frames are written and captured with raw sockets instead.
+#[test]
+fn vlan_places_the_source_and_spoofed_sources_are_dropped() {
+    let _g = serial();
+    let t = Topo::up("bhe3", "10.0.10.5/8", "10.0.20.3/8", false);
+    let mut d = Daemon::start(&t, "vlan", POLICY);
+    let (c_mac, s_mac) = ("02:00:00:00:0c:01", "02:00:00:00:05:01");
+    // 10.77.0.5 lies in no prefix: only VLAN 100 places it in "tenant", which may reach svc on 7000.
+    let got = capture(&t, "server", "srv0", 7000, || {
+        raw(&t, "client", "cli0", &["10.77.0.5", "10.77.0.1", "40000", "7000", "S", "--vlan", "100"]);
+        // Untagged, the same host is world: denied.
+        raw(&t, "client", "cli0", &["10.77.0.5", "10.77.0.1", "40001", "7000", "S"]);
+        // On VLAN 100 but with a source inside segment "other": spoofed.
+        raw(&t, "client", "cli0", &["10.77.0.200", "10.77.0.1", "40002", "7000", "S", "--vlan", "100"]);
+    });
+    assert_eq!(got, vec!["10.77.0.5 10.77.0.1 40000 7000 S"], "only the VLAN-placed SYN crossed");
+    // The reply carries the same VLAN and follows the tracked connection back.
+    let back = capture(&t, "client", "cli0", 7000, || {
+        raw(
+            &t,
+            "server",
+            "srv0",
+            &["10.77.0.1", "10.77.0.5", "7000", "40000", "SA", "--vlan", "100", "--src-mac", s_mac, "--dst-mac", c_mac],
+        );
+    });
+    assert_eq!(back, vec!["10.77.0.1 10.77.0.5 7000 40000 SA"]);
+    let log = d.stop();
+    assert_eq!(counter(&log, "bulkhead_dataplane_drops_total{reason=\"spoofed\"}"), 1, "{log}");
+    assert_eq!(counter(&log, "bulkhead_dataplane_drops_total{reason=\"policy_deny\"}"), 1, "{log}");
+    assert_eq!(counter(&log, "bulkhead_dataplane_new_connections_total{verdict=\"allow\"}"), 1, "{log}");
+}
+
+#[test]
+fn ipv6_through_the_wire() {
+    let _g = serial();
+    let t = Topo::up("bhe4", "fd00:10::5/16", "fd00:20::3/16", true);
+    let mut d = Daemon::start(&t, "v6", POLICY);
+    let _srv = t.server("fd00:20::3", 8080, false);
+    let _deny = t.server("fd00:20::3", 9999, false);
+    // Neighbour discovery passes the wire; then TCP and ping.
+    assert!(t.echo("fd00:20::3", 8080, false), "TCP over IPv6");
+    assert!(t.ping("fd00:20::3"), "ping over IPv6");
+    assert!(!t.echo("fd00:20::3", 9999, false), "denied over IPv6");
+    let log = d.stop();
+    assert!(counter(&log, "bulkhead_dataplane_l2_passed_total") >= 1, "ND passed: {log}");
+}
