@@ -37,8 +37,12 @@ rules:
 "#;
 
 fn snapshot() -> PolicySnapshot {
-    let loaded = bulkhead_policy::validate_full(POLICY, "bench.yaml").expect("bench policy is valid");
-    PolicySnapshot::new(1, CompiledPolicy::compile(loaded.policy.ruleset()).expect("compiles"))
+    let loaded =
+        bulkhead_policy::validate_full(POLICY, "bench.yaml").expect("bench policy is valid");
+    PolicySnapshot::new(
+        1,
+        CompiledPolicy::compile(loaded.policy.ruleset()).expect("compiles"),
+    )
 }
 
 fn pipeline(capacity: usize) -> Pipeline {
@@ -59,13 +63,22 @@ fn pipeline(capacity: usize) -> Pipeline {
 /// Client and server address of connection `i` (spread over web and app /16s).
 fn hosts(i: u32, dst_net: u8) -> ([u8; 4], [u8; 4], u16) {
     let c = [10, 10, (i >> 8 & 0xff) as u8, (i & 0xff) as u8];
-    let s = [10, dst_net, (i >> 16 & 0xff) as u8, (i >> 12 & 0xf) as u8 + 1];
+    let s = [
+        10,
+        dst_net,
+        (i >> 16 & 0xff) as u8,
+        (i >> 12 & 0xf) as u8 + 1,
+    ];
     (c, s, 1024 + (i % 50_000) as u16)
 }
 
 fn frame(spec: FrameSpec, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     let mut f = Vec::new();
-    build::tcp(&mut f, &spec, &Tcp::new(sport, dport, flags).payload(b"0123456789abcdef"));
+    build::tcp(
+        &mut f,
+        &spec,
+        &Tcp::new(sport, dport, flags).payload(b"0123456789abcdef"),
+    );
     f
 }
 
@@ -97,7 +110,14 @@ fn establish(p: &mut Pipeline, snap: &PolicySnapshot, n: u32) -> Vec<Vec<u8>> {
 }
 
 /// Run `frames` through the pipeline in bursts, cycling; returns packets done.
-fn run_bursts(p: &mut Pipeline, snap: &PolicySnapshot, frames: &[&[u8]], start: &mut usize, bursts: u64, now: u64) -> u64 {
+fn run_bursts(
+    p: &mut Pipeline,
+    snap: &PolicySnapshot,
+    frames: &[&[u8]],
+    start: &mut usize,
+    bursts: u64,
+    now: u64,
+) -> u64 {
     let mut fates = [Fate::Forward; BURST];
     for _ in 0..bursts {
         if *start + BURST > frames.len() {
@@ -154,7 +174,9 @@ fn benches(c: &mut Criterion) {
         summary.push(Box::new(move || {
             let frames: Vec<&[u8]> = data.iter().map(|f| f.as_slice()).collect();
             let mut at = 0;
-            cycles_per_packet(&label, ghz, || run_bursts(&mut p, &snap2, &frames, &mut at, 1024, 2));
+            cycles_per_packet(&label, ghz, || {
+                run_bursts(&mut p, &snap2, &frames, &mut at, 1024, 2)
+            });
         }));
     }
 
@@ -223,7 +245,9 @@ fn benches(c: &mut Criterion) {
         summary.push(Box::new(move || {
             let frames: Vec<&[u8]> = flood.iter().map(|f| f.as_slice()).collect();
             let mut at = 0;
-            cycles_per_packet("denied-flood", ghz, || run_bursts(&mut p, &snap2, &frames, &mut at, 1024, 4));
+            cycles_per_packet("denied-flood", ghz, || {
+                run_bursts(&mut p, &snap2, &frames, &mut at, 1024, 4)
+            });
         }));
     }
     g.finish();

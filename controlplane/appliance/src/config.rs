@@ -247,10 +247,16 @@ impl Config {
         };
         let d = &self.dataplane;
         if d.wire.is_empty() {
-            return bad("dataplane.wire", "at least one port pair is required".into());
+            return bad(
+                "dataplane.wire",
+                "at least one port pair is required".into(),
+            );
         }
         if d.workers.is_empty() {
-            return bad("dataplane.workers", "at least one worker core is required".into());
+            return bad(
+                "dataplane.workers",
+                "at least one worker core is required".into(),
+            );
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut seen = std::collections::HashSet::new();
@@ -287,12 +293,21 @@ impl Config {
             }
         }
         if d.mbufs < 1024 {
-            return bad("dataplane.mbufs", format!("{} is too few (at least 1024)", d.mbufs));
+            return bad(
+                "dataplane.mbufs",
+                format!("{} is too few (at least 1024)", d.mbufs),
+            );
         }
         if d.mbuf_cache > 512 {
-            return bad("dataplane.mbuf_cache", format!("{} exceeds DPDK's 512", d.mbuf_cache));
+            return bad(
+                "dataplane.mbuf_cache",
+                format!("{} exceeds DPDK's 512", d.mbuf_cache),
+            );
         }
-        for (key, v) in [("dataplane.rx_desc", d.rx_desc), ("dataplane.tx_desc", d.tx_desc)] {
+        for (key, v) in [
+            ("dataplane.rx_desc", d.rx_desc),
+            ("dataplane.tx_desc", d.tx_desc),
+        ] {
             if !(64..=16384).contains(&v) {
                 return bad(key, format!("{v} is outside 64..=16384"));
             }
@@ -325,7 +340,10 @@ impl Config {
             }
         }
         if self.events.queue == 0 || self.events.queue > (1 << 24) {
-            return bad("events.queue", format!("{} is outside 1..=16777216", self.events.queue));
+            return bad(
+                "events.queue",
+                format!("{} is outside 1..=16777216", self.events.queue),
+            );
         }
         Ok(())
     }
@@ -360,7 +378,9 @@ wire = [{ a = "net_ring0", b = "net_ring1" }]
     #[test]
     fn unknown_key_is_refused_by_name() {
         let text = format!("{MINIMAL}\n[conntrack]\ncapacty = 1024\n");
-        let e = Config::parse(&text, Path::new("b.toml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("capacty"), "{e}");
         assert!(e.starts_with("b.toml"), "{e}");
     }
@@ -369,18 +389,27 @@ wire = [{ a = "net_ring0", b = "net_ring1" }]
     fn bad_values_are_refused_with_key() {
         for (extra, key) in [
             ("[conntrack]\ncapacity = 10\n", "conntrack.capacity"),
-            ("[conntrack.timeouts]\nicmp = 0\n", "conntrack.timeouts.icmp"),
+            (
+                "[conntrack.timeouts]\nicmp = 0\n",
+                "conntrack.timeouts.icmp",
+            ),
             ("[events]\nqueue = 0\n", "events.queue"),
         ] {
             let text = format!("{MINIMAL}\n{extra}");
-            let e = Config::parse(&text, Path::new("b.toml")).unwrap_err().to_string();
+            let e = Config::parse(&text, Path::new("b.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(key), "{e}");
         }
         let dup = MINIMAL.replace("net_ring1", "net_ring0,x=1");
-        let e = Config::parse(&dup, Path::new("b.toml")).unwrap_err().to_string();
+        let e = Config::parse(&dup, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("used twice"), "{e}");
         let nowire = "[policy]\nfile='p'\n[dataplane]\nwire = []\n";
-        let e = Config::parse(nowire, Path::new("b.toml")).unwrap_err().to_string();
+        let e = Config::parse(nowire, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dataplane.wire"), "{e}");
     }
 

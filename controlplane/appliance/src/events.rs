@@ -29,13 +29,19 @@ pub fn proto_name(p: u8) -> String {
 
 /// One event as a JSON object. Segment and rule names come from the policy
 /// generation that judged the connection, while it is retained.
-pub fn to_json(e: &FlowEvent, node: &str, unix_base_ns: u128, policy: &PolicyHandle) -> serde_json::Value {
+pub fn to_json(
+    e: &FlowEvent,
+    node: &str,
+    unix_base_ns: u128,
+    policy: &PolicyHandle,
+) -> serde_json::Value {
     let snap = policy.snapshot_of(e.generation);
     let seg_name = |id: u32| -> String {
         snap.as_ref()
             .and_then(|s| {
                 let p = &s.policy;
-                p.segment_index(bulkhead_classify::SegmentId(id)).map(|i| p.segment_name(i).to_string())
+                p.segment_index(bulkhead_classify::SegmentId(id))
+                    .map(|i| p.segment_name(i).to_string())
             })
             .unwrap_or_else(|| format!("segment#{id}"))
     };
@@ -43,7 +49,11 @@ pub fn to_json(e: &FlowEvent, node: &str, unix_base_ns: u128, policy: &PolicyHan
         "default".to_string()
     } else {
         snap.as_ref()
-            .map(|s| s.policy.rule_name(bulkhead_classify::RuleRef::Rule(e.rule)).to_string())
+            .map(|s| {
+                s.policy
+                    .rule_name(bulkhead_classify::RuleRef::Rule(e.rule))
+                    .to_string()
+            })
             .unwrap_or_else(|| format!("rule#{}", e.rule))
     };
     let t = e.tuple;
@@ -127,7 +137,10 @@ impl EventSink {
         if output == "-" {
             Ok(EventSink::Stdout(std::io::stdout()))
         } else {
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(output)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(output)?;
             Ok(EventSink::File(std::io::BufWriter::new(f)))
         }
     }
@@ -153,13 +166,22 @@ mod tests {
     fn formats_unix_time() {
         assert_eq!(format_unix_ns(0), "1970-01-01T00:00:00.000Z");
         // 2026-11-21T09:45:42.123Z
-        assert_eq!(format_unix_ns(1795254342_123_000_000), "2026-11-21T09:45:42.123Z");
-        assert_eq!(format_unix_ns(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            format_unix_ns(1795254342_123_000_000),
+            "2026-11-21T09:45:42.123Z"
+        );
+        assert_eq!(
+            format_unix_ns(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]
     fn renders_addresses_of_both_families() {
-        assert_eq!(addr_to_ip(bulkhead_packet::flow::v4_to_addr(0x0a00_0a05)).to_string(), "10.0.10.5");
+        assert_eq!(
+            addr_to_ip(bulkhead_packet::flow::v4_to_addr(0x0a00_0a05)).to_string(),
+            "10.0.10.5"
+        );
         assert_eq!(addr_to_ip(1).to_string(), "::1");
         assert_eq!(proto_name(47), "proto/47");
     }

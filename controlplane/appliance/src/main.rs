@@ -55,18 +55,32 @@ struct Args {
 }
 
 fn quick_start_config(args: &Args) -> Result<Config, String> {
-    let policy = args.policy.clone().ok_or("either --config FILE or --policy FILE --wire A B is required")?;
+    let policy = args
+        .policy
+        .clone()
+        .ok_or("either --config FILE or --policy FILE --wire A B is required")?;
     let wire: Vec<WireConfig> = args
         .wire
         .chunks(2)
-        .map(|c| WireConfig { a: c[0].clone(), b: c.get(1).cloned().unwrap_or_default() })
+        .map(|c| WireConfig {
+            a: c[0].clone(),
+            b: c.get(1).cloned().unwrap_or_default(),
+        })
         .collect();
-    let eal = args.eal.clone().unwrap_or_else(|| "--no-huge -m 512 --no-pci".to_string());
+    let eal = args
+        .eal
+        .clone()
+        .unwrap_or_else(|| "--no-huge -m 512 --no-pci".to_string());
     let mut toml = String::new();
     toml.push_str("[policy]\nfile = ");
     toml.push_str(&toml_str(&policy.to_string_lossy()));
     toml.push_str("\n[dataplane]\neal_args = [");
-    toml.push_str(&eal.split_whitespace().map(toml_str).collect::<Vec<_>>().join(", "));
+    toml.push_str(
+        &eal.split_whitespace()
+            .map(toml_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     toml.push_str("]\nwire = [");
     toml.push_str(
         &wire
@@ -140,7 +154,11 @@ fn main() -> ExitCode {
     }
     match run::run(cfg) {
         Ok(()) => {
-            let _ = writeln!(std::io::stderr(), "bulkheadd: stopped after {:.1?}", started.elapsed());
+            let _ = writeln!(
+                std::io::stderr(),
+                "bulkheadd: stopped after {:.1?}",
+                started.elapsed()
+            );
             ExitCode::SUCCESS
         }
         Err(e @ RunError::Policy { .. }) | Err(e @ RunError::Config(_)) => {

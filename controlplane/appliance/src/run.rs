@@ -56,7 +56,12 @@ pub fn load_policy(path: &Path) -> Result<CompiledPolicy, RunError> {
     let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("  cannot read: {e}")))?;
     let origin = path.display().to_string();
     let loaded = bulkhead_policy::validate_full(&text, &origin).map_err(|errs| {
-        refuse(errs.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n"))
+        refuse(
+            errs.iter()
+                .map(|d| format!("  {d}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     for w in &loaded.warnings {
         eprintln!("bulkheadd: warning: {w}");
@@ -67,7 +72,11 @@ pub fn load_policy(path: &Path) -> Result<CompiledPolicy, RunError> {
 /// EAL arguments for this configuration (the program name is added by `Eal::init`).
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let mut args = vec![
-        format!("--file-prefix=bulkhead-{}-{}", sanitize(&cfg.node.name), std::process::id()),
+        format!(
+            "--file-prefix=bulkhead-{}-{}",
+            sanitize(&cfg.node.name),
+            std::process::id()
+        ),
         "-l".to_string(),
         "0".to_string(),
         "--log-level=*:warning".to_string(),
@@ -88,7 +97,13 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -157,7 +172,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     })?;
     let (nseg, nrules) = (policy.segment_count(), policy.rule_count());
     let engine = Engine::start(&eal, ecfg, policy)?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).map_err(RunError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
+        .map_err(RunError::Signals)?;
     eprintln!(
         "bulkheadd: {} workers running on cores {:?}; {} wire(s); policy {} generation 1 ({} segments, {} rules)",
         cfg.dataplane.workers.len(),

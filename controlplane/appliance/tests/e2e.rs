@@ -66,8 +66,16 @@ impl Topo {
             lib("topology.sh"),
             u8::from(ipv6)
         );
-        let out = Command::new("bash").arg("-c").arg(&script).output().expect("bash");
-        assert!(out.status.success(), "topology: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "topology: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         t
     }
 
@@ -86,7 +94,11 @@ impl Topo {
 
     fn ok(&self, side: &str, args: &[&str]) {
         let out = self.run(side, args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn spawn(&self, side: &str, args: &[&str]) -> Guarded {
@@ -123,7 +135,9 @@ impl Topo {
     }
 
     fn ping(&self, addr: &str) -> bool {
-        self.run("client", &["ping", "-c", "1", "-W", "2", addr]).status.success()
+        self.run("client", &["ping", "-c", "1", "-W", "2", addr])
+            .status
+            .success()
     }
 }
 
@@ -162,12 +176,25 @@ impl Daemon {
         let policy_path = dir.join("policy.yaml");
         std::fs::write(&policy_path, policy).expect("write policy");
         let log = std::fs::File::create(dir.join("bulkheadd.log")).expect("log");
-        let core = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { "1" } else { "0" };
+        let core = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            "1"
+        } else {
+            "0"
+        };
         let child = Command::new("ip")
-            .args(["netns", "exec", &t.ns("fw"), env!("CARGO_BIN_EXE_bulkheadd")])
+            .args([
+                "netns",
+                "exec",
+                &t.ns("fw"),
+                env!("CARGO_BIN_EXE_bulkheadd"),
+            ])
             .arg("--policy")
             .arg(&policy_path)
-            .args(["--wire", "net_af_packet0,iface=veth-a", "net_af_packet1,iface=veth-b"])
+            .args([
+                "--wire",
+                "net_af_packet0,iface=veth-a",
+                "net_af_packet1,iface=veth-b",
+            ])
             .args(["--workers", core])
             .arg("--events")
             .arg(dir.join("events.jsonl"))
@@ -204,10 +231,17 @@ impl Daemon {
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("bulkheadd exited ({status}) before {needle:?}:\n{}", self.log());
+                    panic!(
+                        "bulkheadd exited ({status}) before {needle:?}:\n{}",
+                        self.log()
+                    );
                 }
             }
-            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -215,7 +249,10 @@ impl Daemon {
     fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
             // `ip netns exec` execs bulkheadd: the child's PID is bulkheadd's.
-            let st = Command::new("kill").args([sig, &c.id().to_string()]).status().expect("kill");
+            let st = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status()
+                .expect("kill");
             assert!(st.success());
         }
     }
@@ -227,7 +264,11 @@ impl Daemon {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 if let Ok(Some(status)) = c.try_wait() {
-                    assert!(status.success(), "bulkheadd exit status {status}:\n{}", self.log());
+                    assert!(
+                        status.success(),
+                        "bulkheadd exit status {status}:\n{}",
+                        self.log()
+                    );
                     break;
                 }
                 if Instant::now() > deadline {
@@ -273,20 +314,42 @@ fn tcp_udp_and_ping_allowed_and_a_denied_port_refused() {
     let _tcp = t.server("10.0.20.3", 8080, false);
     let _udp = t.server("10.0.20.3", 5353, true);
     let _denied = t.server("10.0.20.3", 9999, false);
-    assert!(t.echo("10.0.20.3", 8080, false), "TCP echo both ways through the wire");
+    assert!(
+        t.echo("10.0.20.3", 8080, false),
+        "TCP echo both ways through the wire"
+    );
     assert!(t.echo("10.0.20.3", 5353, true), "UDP request and reply");
     assert!(t.ping("10.0.20.3"), "ping");
-    assert!(!t.echo("10.0.20.3", 9999, false), "a port no rule allows gets no connection");
+    assert!(
+        !t.echo("10.0.20.3", 9999, false),
+        "a port no rule allows gets no connection"
+    );
     std::thread::sleep(Duration::from_millis(200));
     let events = d.events();
     let log = d.stop();
     assert!(
-        events.iter().any(|e| e["event"] == "allowed" && e["dport"] == 8080 && e["rule"] == "client-to-server"),
+        events.iter().any(|e| e["event"] == "allowed"
+            && e["dport"] == 8080
+            && e["rule"] == "client-to-server"),
         "{events:?}"
     );
-    assert!(events.iter().any(|e| e["event"] == "denied" && e["dport"] == 9999 && e["rule"] == "default"));
-    assert!(counter(&log, "bulkhead_dataplane_new_connections_total{verdict=\"allow\"}") >= 3, "{log}");
-    assert!(counter(&log, "bulkhead_dataplane_drops_total{reason=\"policy_deny\"}") >= 1, "{log}");
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "denied" && e["dport"] == 9999 && e["rule"] == "default"));
+    assert!(
+        counter(
+            &log,
+            "bulkhead_dataplane_new_connections_total{verdict=\"allow\"}"
+        ) >= 3,
+        "{log}"
+    );
+    assert!(
+        counter(
+            &log,
+            "bulkhead_dataplane_drops_total{reason=\"policy_deny\"}"
+        ) >= 1,
+        "{log}"
+    );
 }
 
 #[test]
@@ -295,7 +358,16 @@ fn sighup_revoking_a_service_cuts_an_open_connection() {
     let t = Topo::up("bhe2", "10.0.10.5/8", "10.0.20.3/8", false);
     let mut d = Daemon::start(&t, "hup", POLICY);
     let _srv = t.server("10.0.20.3", 8080, false);
-    let mut session = t.spawn("client", &["python3", "-u", &lib("echo_session.py"), "10.0.20.3", "8080"]);
+    let mut session = t.spawn(
+        "client",
+        &[
+            "python3",
+            "-u",
+            &lib("echo_session.py"),
+            "10.0.20.3",
+            "8080",
+        ],
+    );
     let stdin: &mut ChildStdin = session.0.stdin.as_mut().expect("stdin");
     let mut out = BufReader::new(session.0.stdout.take().expect("stdout"));
     let mut line = String::new();
@@ -309,10 +381,18 @@ fn sighup_revoking_a_service_cuts_an_open_connection() {
     assert_eq!(next(&mut out), "ok", "the open connection works");
 
     // A bad policy is refused and the running one stays in force.
-    std::fs::write(&d.policy, "version: 1\nsegments: {web: {id: 10, prefixes: [10.0.10.1/24]}}\n").unwrap();
+    std::fs::write(
+        &d.policy,
+        "version: 1\nsegments: {web: {id: 10, prefixes: [10.0.10.1/24]}}\n",
+    )
+    .unwrap();
     d.signal("-HUP");
     d.wait_log("stays in force", Duration::from_secs(10));
-    assert!(d.log().contains("host bits"), "the refusal names the problem:\n{}", d.log());
+    assert!(
+        d.log().contains("host bits"),
+        "the refusal names the problem:\n{}",
+        d.log()
+    );
     writeln!(stdin, "still").unwrap();
     assert_eq!(next(&mut out), "ok", "the refused reload changed nothing");
 
@@ -322,19 +402,44 @@ fn sighup_revoking_a_service_cuts_an_open_connection() {
     d.wait_log("generation 2 enforced", Duration::from_secs(10));
     writeln!(stdin, "after").unwrap();
     let reply = next(&mut out);
-    assert!(reply.starts_with("fail"), "the revoked connection is cut, got {reply:?}");
-    assert!(!t.echo("10.0.20.3", 8080, false), "and a new one is refused");
+    assert!(
+        reply.starts_with("fail"),
+        "the revoked connection is cut, got {reply:?}"
+    );
+    assert!(
+        !t.echo("10.0.20.3", 8080, false),
+        "and a new one is refused"
+    );
     std::thread::sleep(Duration::from_millis(200));
     let events = d.events();
     let log = d.stop();
-    assert!(events.iter().any(|e| e["event"] == "revoked" && e["dport"] == 8080), "{events:?}");
-    assert!(counter(&log, "bulkhead_dataplane_drops_total{reason=\"revoked\"}") >= 1, "{log}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "revoked" && e["dport"] == 8080),
+        "{events:?}"
+    );
+    assert!(
+        counter(&log, "bulkhead_dataplane_drops_total{reason=\"revoked\"}") >= 1,
+        "{log}"
+    );
 }
 
 /// Capture TCP frames with `port` on one side while `send` runs, return the lines.
 fn capture(t: &Topo, side: &str, dev: &str, port: u16, send: impl FnOnce()) -> Vec<String> {
     let port = port.to_string();
-    let mut rx = t.spawn(side, &["python3", "-u", &lib("rawframe.py"), "recv", dev, &port, "3"]);
+    let mut rx = t.spawn(
+        side,
+        &[
+            "python3",
+            "-u",
+            &lib("rawframe.py"),
+            "recv",
+            dev,
+            &port,
+            "3",
+        ],
+    );
     let mut out = BufReader::new(rx.0.stdout.take().expect("stdout"));
     let mut line = String::new();
     out.read_line(&mut line).expect("capture starts");
@@ -370,27 +475,92 @@ fn vlan_places_the_source_and_spoofed_sources_are_dropped() {
     let (c_mac, s_mac) = ("02:00:00:00:0c:01", "02:00:00:00:05:01");
     // 10.77.0.5 lies in no prefix: only VLAN 100 places it in "tenant", which may reach svc on 7000.
     let got = capture(&t, "server", "srv0", 7000, || {
-        raw(&t, "client", "cli0", &["10.77.0.5", "10.77.0.1", "40000", "7000", "S", "--vlan", "100"]);
+        raw(
+            &t,
+            "client",
+            "cli0",
+            &[
+                "10.77.0.5",
+                "10.77.0.1",
+                "40000",
+                "7000",
+                "S",
+                "--vlan",
+                "100",
+            ],
+        );
         // Untagged, the same host is world: denied.
-        raw(&t, "client", "cli0", &["10.77.0.5", "10.77.0.1", "40001", "7000", "S"]);
+        raw(
+            &t,
+            "client",
+            "cli0",
+            &["10.77.0.5", "10.77.0.1", "40001", "7000", "S"],
+        );
         // On VLAN 100 but with a source inside segment "other": spoofed.
-        raw(&t, "client", "cli0", &["10.77.0.200", "10.77.0.1", "40002", "7000", "S", "--vlan", "100"]);
+        raw(
+            &t,
+            "client",
+            "cli0",
+            &[
+                "10.77.0.200",
+                "10.77.0.1",
+                "40002",
+                "7000",
+                "S",
+                "--vlan",
+                "100",
+            ],
+        );
     });
-    assert_eq!(got, vec!["10.77.0.5 10.77.0.1 40000 7000 S"], "only the VLAN-placed SYN crossed");
+    assert_eq!(
+        got,
+        vec!["10.77.0.5 10.77.0.1 40000 7000 S"],
+        "only the VLAN-placed SYN crossed"
+    );
     // The reply carries the same VLAN and follows the tracked connection back.
     let back = capture(&t, "client", "cli0", 7000, || {
         raw(
             &t,
             "server",
             "srv0",
-            &["10.77.0.1", "10.77.0.5", "7000", "40000", "SA", "--vlan", "100", "--src-mac", s_mac, "--dst-mac", c_mac],
+            &[
+                "10.77.0.1",
+                "10.77.0.5",
+                "7000",
+                "40000",
+                "SA",
+                "--vlan",
+                "100",
+                "--src-mac",
+                s_mac,
+                "--dst-mac",
+                c_mac,
+            ],
         );
     });
     assert_eq!(back, vec!["10.77.0.1 10.77.0.5 7000 40000 SA"]);
     let log = d.stop();
-    assert_eq!(counter(&log, "bulkhead_dataplane_drops_total{reason=\"spoofed\"}"), 1, "{log}");
-    assert_eq!(counter(&log, "bulkhead_dataplane_drops_total{reason=\"policy_deny\"}"), 1, "{log}");
-    assert_eq!(counter(&log, "bulkhead_dataplane_new_connections_total{verdict=\"allow\"}"), 1, "{log}");
+    assert_eq!(
+        counter(&log, "bulkhead_dataplane_drops_total{reason=\"spoofed\"}"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        counter(
+            &log,
+            "bulkhead_dataplane_drops_total{reason=\"policy_deny\"}"
+        ),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        counter(
+            &log,
+            "bulkhead_dataplane_new_connections_total{verdict=\"allow\"}"
+        ),
+        1,
+        "{log}"
+    );
 }
 
 #[test]
@@ -405,5 +575,8 @@ fn ipv6_through_the_wire() {
     assert!(t.ping("fd00:20::3"), "ping over IPv6");
     assert!(!t.echo("fd00:20::3", 9999, false), "denied over IPv6");
     let log = d.stop();
-    assert!(counter(&log, "bulkhead_dataplane_l2_passed_total") >= 1, "ND passed: {log}");
+    assert!(
+        counter(&log, "bulkhead_dataplane_l2_passed_total") >= 1,
+        "ND passed: {log}"
+    );
 }

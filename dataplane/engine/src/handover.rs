@@ -29,7 +29,9 @@ pub struct PolicySnapshot {
 
 impl PolicySnapshot {
     pub fn new(generation: u64, policy: CompiledPolicy) -> PolicySnapshot {
-        let rule_hits = (0..=policy.rule_count()).map(|_| AtomicU64::new(0)).collect();
+        let rule_hits = (0..=policy.rule_count())
+            .map(|_| AtomicU64::new(0))
+            .collect();
         PolicySnapshot {
             generation,
             policy,
@@ -45,7 +47,9 @@ impl PolicySnapshot {
                 let name = if i == n {
                     "default".to_string()
                 } else {
-                    self.policy.rule_name(bulkhead_classify::RuleRef::Rule(i as u32)).to_string()
+                    self.policy
+                        .rule_name(bulkhead_classify::RuleRef::Rule(i as u32))
+                        .to_string()
                 };
                 (name, self.rule_hits[i].load(Ordering::Relaxed))
             })
@@ -76,7 +80,9 @@ impl PolicyHandle {
         // One publisher at a time: the retired list lock serialises publishers.
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        let old = self.current.swap(Arc::new(PolicySnapshot::new(generation, policy)));
+        let old = self
+            .current
+            .swap(Arc::new(PolicySnapshot::new(generation, policy)));
         retired.push(old);
         self.generation.store(generation, Ordering::Release);
         generation

@@ -94,16 +94,23 @@ static POOL_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 impl Engine {
     /// Configure the ports, start one pinned worker per core, enforce `policy`.
-    pub fn start(eal: &Eal, cfg: EngineConfig, policy: CompiledPolicy) -> Result<Engine, EngineError> {
+    pub fn start(
+        eal: &Eal,
+        cfg: EngineConfig,
+        policy: CompiledPolicy,
+    ) -> Result<Engine, EngineError> {
         let nworkers = cfg.workers.len();
         // Cores are checked when each worker pins itself: after EAL start-up
         // this thread's own affinity is the main lcore only, so asking it
         // which cores exist would be wrong.
-        cfg.timeouts
-            .validate()
-            .map_err(|e| {
-                EngineError::Conntrack(e.iter().map(|b| b.to_string()).collect::<Vec<_>>().join("; "))
-            })?;
+        cfg.timeouts.validate().map_err(|e| {
+            EngineError::Conntrack(
+                e.iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
         let seq = POOL_SEQ.fetch_add(1, Ordering::Relaxed);
         let pool = Mempool::new(
             eal,

@@ -35,6 +35,12 @@ use crate::handover::PolicySnapshot;
 use crate::stats::{slot, EngineDrop, Fate, LocalCounters, Side};
 use crate::BURST;
 
+/// Frames ahead whose first cache line is prefetched while parsing: hides the
+/// DRAM/LLC latency of packet data (a NIC writes it by DMA, so the first
+/// touch misses) behind the parsing of the frames in between. Tuned with
+/// `benches/benches/pipeline.rs`.
+const DATA_PREFETCH_DISTANCE: usize = 4;
+
 const PROTO_TCP: u8 = 6;
 
 /// Pipeline settings.
@@ -79,11 +85,20 @@ pub struct Pipeline {
     /// Which side of the key the packet's source is.
     key_side: [bulkhead_conntrack::Side; BURST],
     hashes: [u64; BURST],
+    /// Pass 2 lookup results, valid until the table changes within the burst.
+    found: [Option<EntryId>; BURST],
+    /// The table changed (insert or remove) since `found` was filled.
+    changed: bool,
 }
 
 impl Pipeline {
-    pub fn new(cfg: PipelineConfig, events: Arc<ArrayQueue<FlowEvent>>) -> Result<Pipeline, PipelineError> {
-        let want = cfg.conntrack_capacity.max(bulkhead_conntrack::MIN_SLOTS / 2);
+    pub fn new(
+        cfg: PipelineConfig,
+        events: Arc<ArrayQueue<FlowEvent>>,
+    ) -> Result<Pipeline, PipelineError> {
+        let want = cfg
+            .conntrack_capacity
+            .max(bulkhead_conntrack::MIN_SLOTS / 2);
         // Half the index slots hold entries: short probe sequences.
         let slots = want.saturating_mul(2).next_power_of_two();
         let table = TableConfig {
@@ -103,6 +118,8 @@ impl Pipeline {
             keys: [ConnKey::default(); BURST],
             key_side: [bulkhead_conntrack::Side::A; BURST],
             hashes: [0; BURST],
+            found: [None; BURST],
+            changed: false,
         })
     }
 
@@ -131,14 +148,28 @@ impl Pipeline {
         let n = frames.len().min(BURST).min(fates.len());
         // Pass 1: parse, key, hash, prefetch the bucket.
         let mut rx_bytes = 0u64;
+        for f in frames.iter().take(n.min(DATA_PREFETCH_DISTANCE)) {
+            if let Some(b) = f.first() {
+                bulkhead_prefetch::prefetch_read(b);
+            }
+        }
         for i in 0..n {
+            if let Some(b) = frames
+                .get(i + DATA_PREFETCH_DISTANCE)
+                .and_then(|f| f.first())
+            {
+                bulkhead_prefetch::prefetch_read(b);
+            }
             let frame = frames[i];
             rx_bytes += frame.len() as u64;
             fates[i] = Fate::Forward;
             self.stage[i] = Stage::Done;
+            self.keys[i] = ConnKey::default();
+            self.hashes[i] = 0;
             match parse(frame, &self.parse_cfg) {
                 Parsed::Ip(p) => {
-                    if p.fragment == bulkhead_packet::Fragment::NonFirst && !self.cfg.pass_fragments {
+                    if p.fragment == bulkhead_packet::Fragment::NonFirst && !self.cfg.pass_fragments
+                    {
                         fates[i] = Fate::Engine(EngineDrop::Fragment);
                         continue;
                     }
@@ -174,7 +205,12 @@ impl Pipeline {
         }
         self.counters.add(slot::RX_PKTS + side.index(), n as u64);
         self.counters.add(slot::RX_BYTES + side.index(), rx_bytes);
-        // Pass 2: look up and decide.
+        // Pass 2: look the whole burst up (buckets and candidate entries
+        // prefetched ahead inside the table), then decide packet by packet.
+        // Frames that need no lookup carry a zero key: a cheap miss.
+        self.ct
+            .lookup_burst(&self.keys[..n], &self.hashes[..n], &mut self.found[..n]);
+        self.changed = false;
         for i in 0..n {
             let fate = match self.stage[i] {
                 Stage::Done => fates[i],
@@ -189,10 +225,22 @@ impl Pipeline {
 
     /// A packet to match against the connection table.
     #[inline]
-    fn tracked(&mut self, snap: &PolicySnapshot, side: Side, i: usize, p: &IpPacket, len: u32, now: u64) -> Fate {
-        let key = self.keys[i];
-        let hash = self.hashes[i];
-        let Some(id) = self.ct.lookup(&key, hash) else {
+    fn tracked(
+        &mut self,
+        snap: &PolicySnapshot,
+        side: Side,
+        i: usize,
+        p: &IpPacket,
+        len: u32,
+        now: u64,
+    ) -> Fate {
+        let found = if self.changed {
+            // A slow path inserted or removed earlier in this burst.
+            self.ct.lookup(&self.keys[i], self.hashes[i])
+        } else {
+            self.found[i]
+        };
+        let Some(id) = found else {
             return self.new_connection(snap, side, i, p, len, now);
         };
         let Some(dir) = self.ct.dir_of(id, self.key_side[i]) else {
@@ -216,7 +264,15 @@ impl Pipeline {
     /// The first packet of a connection: place, judge, track.
     #[cold]
     #[inline(never)]
-    fn new_connection(&mut self, snap: &PolicySnapshot, side: Side, i: usize, p: &IpPacket, len: u32, now: u64) -> Fate {
+    fn new_connection(
+        &mut self,
+        snap: &PolicySnapshot,
+        side: Side,
+        i: usize,
+        p: &IpPacket,
+        len: u32,
+        now: u64,
+    ) -> Fate {
         let t = &p.tuple;
         let policy = &snap.policy;
         let src = match place_src(snap, p.vlan, t.src) {
@@ -280,6 +336,7 @@ impl Pipeline {
         let key = self.keys[i];
         let hash = self.hashes[i];
         let mut evicted: Option<Entry> = None;
+        self.changed = true;
         let res = self.ct.insert(&key, hash, now, new, |e| evicted = Some(*e));
         if let Some(e) = evicted {
             self.counters.add(slot::CONN_EXPIRED, 1);
@@ -305,7 +362,13 @@ impl Pipeline {
     /// again as its initiator opened it. `None` when it may continue.
     #[cold]
     #[inline(never)]
-    fn rejudge(&mut self, snap: &PolicySnapshot, id: EntryId, vlan: Option<u16>, now: u64) -> Option<Fate> {
+    fn rejudge(
+        &mut self,
+        snap: &PolicySnapshot,
+        id: EntryId,
+        vlan: Option<u16>,
+        now: u64,
+    ) -> Option<Fate> {
         let e = *self.ct.entry(id)?;
         let key = e.key();
         let init = key.endpoint(e.initiator());
@@ -372,6 +435,7 @@ impl Pipeline {
     /// Remove a connection and report it.
     #[cold]
     fn close(&mut self, snap: &PolicySnapshot, id: EntryId, kind: EventKind, now: u64) {
+        self.changed = true;
         if let Some(e) = self.ct.remove(id) {
             self.counters.add(slot::CONN_CLOSED, 1);
             let ev = closed_event(snap, &e, kind, now, self.cfg.worker);
@@ -469,7 +533,11 @@ fn place_src(snap: &PolicySnapshot, vlan: Option<u16>, a: Addr) -> Result<SegIdx
 /// The connection key of a flow seen in a frame with `vlan` (see the module
 /// docs for the address-segment rule).
 #[inline]
-fn conn_key(snap: &PolicySnapshot, vlan: Option<u16>, t: &FlowTuple) -> (ConnKey, bulkhead_conntrack::Side) {
+fn conn_key(
+    snap: &PolicySnapshot,
+    vlan: Option<u16>,
+    t: &FlowTuple,
+) -> (ConnKey, bulkhead_conntrack::Side) {
     let policy = &snap.policy;
     let (s, d) = match vlan.and_then(|v| policy.vlan_segment(v)) {
         Some(seg) => (seg, seg),
@@ -491,7 +559,13 @@ fn conn_key(snap: &PolicySnapshot, vlan: Option<u16>, t: &FlowTuple) -> (ConnKey
 }
 
 /// The "closed" (or "revoked") event of a connection entry.
-fn closed_event(snap: &PolicySnapshot, e: &Entry, kind: EventKind, now: u64, worker: u16) -> FlowEvent {
+fn closed_event(
+    snap: &PolicySnapshot,
+    e: &Entry,
+    kind: EventKind,
+    now: u64,
+    worker: u16,
+) -> FlowEvent {
     let key = e.key();
     let init = key.endpoint(e.initiator());
     let resp = key.endpoint(e.initiator().other());

@@ -190,7 +190,8 @@ impl SharedCounters {
     }
     #[inline]
     pub fn set_generation(&self, generation: u64) {
-        self.generation.store(generation, std::sync::atomic::Ordering::Release);
+        self.generation
+            .store(generation, std::sync::atomic::Ordering::Release);
     }
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
@@ -266,10 +267,22 @@ impl Counters {
         let mut out = Vec::new();
         for side in [Side::A, Side::B] {
             let s = side.as_str();
-            out.push((format!("bulkhead_dataplane_rx_packets_total{{port=\"{s}\"}}"), self.rx_packets(side)));
-            out.push((format!("bulkhead_dataplane_rx_bytes_total{{port=\"{s}\"}}"), self.rx_bytes(side)));
-            out.push((format!("bulkhead_dataplane_tx_packets_total{{port=\"{s}\"}}"), self.tx_packets(side)));
-            out.push((format!("bulkhead_dataplane_tx_bytes_total{{port=\"{s}\"}}"), self.tx_bytes(side)));
+            out.push((
+                format!("bulkhead_dataplane_rx_packets_total{{port=\"{s}\"}}"),
+                self.rx_packets(side),
+            ));
+            out.push((
+                format!("bulkhead_dataplane_rx_bytes_total{{port=\"{s}\"}}"),
+                self.rx_bytes(side),
+            ));
+            out.push((
+                format!("bulkhead_dataplane_tx_packets_total{{port=\"{s}\"}}"),
+                self.tx_packets(side),
+            ));
+            out.push((
+                format!("bulkhead_dataplane_tx_bytes_total{{port=\"{s}\"}}"),
+                self.tx_bytes(side),
+            ));
         }
         for (name, slot) in [
             ("allow", slot::NEW_ALLOWED),
@@ -284,22 +297,52 @@ impl Counters {
         for r in DropReason::ALL {
             let n = self.parse_drops(r);
             if n > 0 {
-                out.push((format!("bulkhead_dataplane_drops_total{{reason=\"{}\"}}", r.as_str()), n));
+                out.push((
+                    format!(
+                        "bulkhead_dataplane_drops_total{{reason=\"{}\"}}",
+                        r.as_str()
+                    ),
+                    n,
+                ));
             }
         }
         for r in EngineDrop::ALL {
             let n = self.engine_drops(r);
             if n > 0 {
-                out.push((format!("bulkhead_dataplane_drops_total{{reason=\"{}\"}}", r.as_str()), n));
+                out.push((
+                    format!(
+                        "bulkhead_dataplane_drops_total{{reason=\"{}\"}}",
+                        r.as_str()
+                    ),
+                    n,
+                ));
             }
         }
-        out.push(("bulkhead_dataplane_l2_passed_total".into(), self.v[slot::PASSED_L2]));
-        out.push(("bulkhead_dataplane_connections_rejudged_total".into(), self.v[slot::REJUDGED]));
-        out.push(("bulkhead_dataplane_connections_expired_total".into(), self.v[slot::CONN_EXPIRED]));
-        out.push(("bulkhead_dataplane_flow_events_dropped_total".into(), self.v[slot::EVENTS_DROPPED]));
+        out.push((
+            "bulkhead_dataplane_l2_passed_total".into(),
+            self.v[slot::PASSED_L2],
+        ));
+        out.push((
+            "bulkhead_dataplane_connections_rejudged_total".into(),
+            self.v[slot::REJUDGED],
+        ));
+        out.push((
+            "bulkhead_dataplane_connections_expired_total".into(),
+            self.v[slot::CONN_EXPIRED],
+        ));
+        out.push((
+            "bulkhead_dataplane_flow_events_dropped_total".into(),
+            self.v[slot::EVENTS_DROPPED],
+        ));
         out.push(("bulkhead_dataplane_connections".into(), self.conns));
-        out.push(("bulkhead_dataplane_busy_cycles_total".into(), self.v[slot::BUSY_CYCLES]));
-        out.push(("bulkhead_dataplane_busy_packets_total".into(), self.v[slot::BUSY_PACKETS]));
+        out.push((
+            "bulkhead_dataplane_busy_cycles_total".into(),
+            self.v[slot::BUSY_CYCLES],
+        ));
+        out.push((
+            "bulkhead_dataplane_busy_packets_total".into(),
+            self.v[slot::BUSY_PACKETS],
+        ));
         out
     }
 }

@@ -68,8 +68,15 @@ impl Worker {
                     for (f, m) in frames.iter_mut().zip(burst.iter()) {
                         *f = m.data();
                     }
-                    self.pipeline.process_burst(&snap, side, &frames[..n], now, &mut fates[..n]);
-                    forward(&mut burst, &fates[..n], &mut wire.tx[side.peer().index()], side.peer(), &mut self.pipeline);
+                    self.pipeline
+                        .process_burst(&snap, side, &frames[..n], now, &mut fates[..n]);
+                    forward(
+                        &mut burst,
+                        &fates[..n],
+                        &mut wire.tx[side.peer().index()],
+                        side.peer(),
+                        &mut self.pipeline,
+                    );
                 }
             }
             self.pipeline.expire(&snap, now, EXPIRE_SLICE);
@@ -90,7 +97,13 @@ impl Worker {
 /// Keep the packets to forward, free the others, transmit, count what the
 /// device did not take.
 #[inline]
-fn forward(burst: &mut MbufBurst<BURST>, fates: &[Fate], tx: &mut TxQueue, out: Side, p: &mut Pipeline) {
+fn forward(
+    burst: &mut MbufBurst<BURST>,
+    fates: &[Fate],
+    tx: &mut TxQueue,
+    out: Side,
+    p: &mut Pipeline,
+) {
     let mut i = 0;
     burst.retain_mut(|_| {
         let keep = fates.get(i).copied() == Some(Fate::Forward);
@@ -109,7 +122,10 @@ fn forward(burst: &mut MbufBurst<BURST>, fates: &[Fate], tx: &mut TxQueue, out: 
         for m in burst.iter() {
             bytes -= m.data().len() as u64;
         }
-        c.add(slot::ENGINE_DROP_BASE + EngineDrop::TxFull.index(), (want - sent) as u64);
+        c.add(
+            slot::ENGINE_DROP_BASE + EngineDrop::TxFull.index(),
+            (want - sent) as u64,
+        );
         burst.clear();
     }
     c.add(slot::TX_PKTS + out.index(), sent as u64);

@@ -24,8 +24,17 @@ fn eal() -> &'static Eal {
     static EAL: OnceLock<Eal> = OnceLock::new();
     EAL.get_or_init(|| {
         let prefix = format!("--file-prefix=bh-engine-test-{}", std::process::id());
-        Eal::init(&["--no-huge", "-m", "512", "--no-pci", &prefix, "-l", "0", "--log-level=*:error"])
-            .expect("EAL starts")
+        Eal::init(&[
+            "--no-huge",
+            "-m",
+            "512",
+            "--no-pci",
+            &prefix,
+            "-l",
+            "0",
+            "--log-level=*:error",
+        ])
+        .expect("EAL starts")
     })
 }
 
@@ -55,8 +64,23 @@ fn wire(name: &str) -> Wire {
     let (a_rx, a_tx, b_rx, b_tx) = (ring("arx"), ring("atx"), ring("brx"), ring("btx"));
     let a = Port::from_rings(e, &format!("net_{name}_a"), &[&a_rx], &[&a_tx]).expect("port a");
     let b = Port::from_rings(e, &format!("net_{name}_b"), &[&b_rx], &[&b_tx]).expect("port b");
-    let pool = Mempool::new(e, &format!("{name}_pool"), 4095, 0, bulkhead_dpdk::DEFAULT_DATA_ROOM).expect("pool");
-    Wire { a_rx, a_tx, b_rx, b_tx, a, b, pool }
+    let pool = Mempool::new(
+        e,
+        &format!("{name}_pool"),
+        4095,
+        0,
+        bulkhead_dpdk::DEFAULT_DATA_ROOM,
+    )
+    .expect("pool");
+    Wire {
+        a_rx,
+        a_tx,
+        b_rx,
+        b_tx,
+        a,
+        b,
+        pool,
+    }
 }
 
 fn engine(w: &Wire, capacity: usize) -> Engine {
@@ -104,7 +128,10 @@ fn wait_rx(e: &Engine, rx: u64) {
         if got >= rx {
             return;
         }
-        assert!(Instant::now() < deadline, "engine received {got} of {rx} packets");
+        assert!(
+            Instant::now() < deadline,
+            "engine received {got} of {rx} packets"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -149,7 +176,11 @@ fn allowed_denied_and_replies_through_the_wire() {
     wait_rx(&e, 4);
     let out_b = collect(&w, Side::B);
     let out_a = collect(&w, Side::A);
-    assert_eq!(out_b, vec![syn, ack], "allowed SYN and ACK leave on B; denied SYN does not");
+    assert_eq!(
+        out_b,
+        vec![syn, ack],
+        "allowed SYN and ACK leave on B; denied SYN does not"
+    );
     assert_eq!(out_a, vec![synack], "the reply leaves on A");
     let (c, _) = e.counters();
     assert_eq!(c.engine_drops(EngineDrop::PolicyDeny), 1);
@@ -172,7 +203,13 @@ fn related_icmp_passes_unrelated_does_not() {
     build::icmp_error(&mut related, &v4(APP, WEB), 3, 3, build::ip_packet(&probe));
     let other = udp(v4(WEB, APP), 7000, 53);
     let mut unrelated = Vec::new();
-    build::icmp_error(&mut unrelated, &v4(APP, WEB), 3, 3, build::ip_packet(&other));
+    build::icmp_error(
+        &mut unrelated,
+        &v4(APP, WEB),
+        3,
+        3,
+        build::ip_packet(&other),
+    );
     inject(&w, Side::B, &[related.clone(), unrelated]);
     wait_rx(&e, 3);
     assert_eq!(collect(&w, Side::A), vec![related]);
@@ -208,12 +245,20 @@ fn policy_swap_under_traffic_loses_no_allowed_packet() {
     wait_rx(&e, sent);
     assert!(e.wait_generation(generation, Duration::from_secs(5)));
     let out_b = collect(&w, Side::B);
-    assert_eq!(out_b.len() as u64, sent - 1, "every allowed packet crossed (the SYN-ACK went the other way)");
+    assert_eq!(
+        out_b.len() as u64,
+        sent - 1,
+        "every allowed packet crossed (the SYN-ACK went the other way)"
+    );
     let (c, _) = e.counters();
     assert_eq!(c.total_drops(), 0);
     assert!(c.get(bulkhead_engine::stats::slot::REJUDGED) >= 1);
     e.reclaim();
-    assert_eq!(e.policy().retired_count(), 0, "old generations freed once workers moved on");
+    assert_eq!(
+        e.policy().retired_count(),
+        0,
+        "old generations freed once workers moved on"
+    );
     finish(e, &w);
 }
 

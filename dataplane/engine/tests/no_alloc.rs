@@ -25,8 +25,20 @@ fn steady_state_bursts_allocate_nothing() {
             p.process_burst(&snap, side, &[f.as_slice()], 1, &mut fate);
             assert_eq!(fate[0], Fate::Forward);
         }
-        data_a.push(tcp_payload(v4([10, 0, 10, 5], [10, 0, 20, 3]), 30000 + i, 8080, ACK | PSH, b"data"));
-        data_b.push(tcp_payload(v4([10, 0, 20, 3], [10, 0, 10, 5]), 8080, 30000 + i, ACK | PSH, b"data"));
+        data_a.push(tcp_payload(
+            v4([10, 0, 10, 5], [10, 0, 20, 3]),
+            30000 + i,
+            8080,
+            ACK | PSH,
+            b"data",
+        ));
+        data_b.push(tcp_payload(
+            v4([10, 0, 20, 3], [10, 0, 10, 5]),
+            8080,
+            30000 + i,
+            ACK | PSH,
+            b"data",
+        ));
     }
     while q.pop().is_some() {}
     let a: Vec<&[u8]> = data_a.iter().map(|f| f.as_slice()).collect();
@@ -34,11 +46,11 @@ fn steady_state_bursts_allocate_nothing() {
     let mut fates = [Fate::Forward; 32];
     let (allocs, ()) = count_allocations(|| {
         for round in 0..1000u64 {
-        for (frames, side) in [(&a, Side::A), (&b, Side::B)] {
-            for chunk in frames.chunks(32) {
-                p.process_burst(&snap, side, chunk, 2 + round, &mut fates[..chunk.len()]);
+            for (frames, side) in [(&a, Side::A), (&b, Side::B)] {
+                for chunk in frames.chunks(32) {
+                    p.process_burst(&snap, side, chunk, 2 + round, &mut fates[..chunk.len()]);
+                }
             }
-        }
             p.expire(&snap, 2 + round, 64);
         }
     });

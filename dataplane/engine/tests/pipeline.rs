@@ -15,14 +15,26 @@ const DB: [u8; 4] = [10, 0, 30, 7];
 const LOGS: [u8; 4] = [10, 0, 40, 9];
 const OUTSIDE: [u8; 4] = [203, 0, 113, 9];
 
-fn run(p: &mut bulkhead_engine::pipeline::Pipeline, snap: &bulkhead_engine::handover::PolicySnapshot, side: Side, frames: &[&Vec<u8>], now: u64) -> Vec<Fate> {
+fn run(
+    p: &mut bulkhead_engine::pipeline::Pipeline,
+    snap: &bulkhead_engine::handover::PolicySnapshot,
+    side: Side,
+    frames: &[&Vec<u8>],
+    now: u64,
+) -> Vec<Fate> {
     let slices: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
     let mut fates = vec![Fate::Forward; slices.len()];
     p.process_burst(snap, side, &slices, now, &mut fates);
     fates
 }
 
-fn one(p: &mut bulkhead_engine::pipeline::Pipeline, snap: &bulkhead_engine::handover::PolicySnapshot, side: Side, f: &Vec<u8>, now: u64) -> Fate {
+fn one(
+    p: &mut bulkhead_engine::pipeline::Pipeline,
+    snap: &bulkhead_engine::handover::PolicySnapshot,
+    side: Side,
+    f: &Vec<u8>,
+    now: u64,
+) -> Fate {
     run(p, snap, side, &[f], now)[0]
 }
 
@@ -55,15 +67,24 @@ fn denied_connection_is_dropped_counted_and_reported() {
     let snap = snapshot(1, POLICY);
     let (mut p, q) = pipeline(1024);
     let syn = tcp(v4(WEB, DB), 40000, 5432, SYN);
-    assert_eq!(one(&mut p, &snap, Side::A, &syn, 1), Fate::Engine(EngineDrop::PolicyDeny));
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &syn, 1),
+        Fate::Engine(EngineDrop::PolicyDeny)
+    );
     assert_eq!(p.table().len(), 0);
     let ev = q.pop().expect("event");
     assert_eq!(ev.kind, EventKind::Denied);
     assert_eq!(ev.rule, bulkhead_engine::events::RULE_DEFAULT);
     assert_eq!(p.counters().v[slot::NEW_DENIED], 1);
-    assert_eq!(p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::PolicyDeny.index()], 1);
+    assert_eq!(
+        p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::PolicyDeny.index()],
+        1
+    );
     // The service boundary: the rule allows tcp/9000-9099 only.
-    assert_eq!(one(&mut p, &snap, Side::A, &tcp(v4(WEB, APP), 1, 9099, SYN), 2), Fate::Forward);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &tcp(v4(WEB, APP), 1, 9099, SYN), 2),
+        Fate::Forward
+    );
     assert_eq!(
         one(&mut p, &snap, Side::A, &tcp(v4(WEB, APP), 1, 9100, SYN), 3),
         Fate::Engine(EngineDrop::PolicyDeny)
@@ -80,9 +101,15 @@ fn non_syn_without_connection_is_invalid() {
     let snap = snapshot(1, POLICY);
     let (mut p, _q) = pipeline(1024);
     let ack = tcp(v4(WEB, APP), 40000, 8080, ACK);
-    assert_eq!(one(&mut p, &snap, Side::A, &ack, 1), Fate::Engine(EngineDrop::Invalid));
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &ack, 1),
+        Fate::Engine(EngineDrop::Invalid)
+    );
     let synack = tcp(v4(APP, WEB), 8080, 40000, SYN | ACK);
-    assert_eq!(one(&mut p, &snap, Side::B, &synack, 1), Fate::Engine(EngineDrop::Invalid));
+    assert_eq!(
+        one(&mut p, &snap, Side::B, &synack, 1),
+        Fate::Engine(EngineDrop::Invalid)
+    );
     assert_eq!(p.table().len(), 0);
 }
 
@@ -90,18 +117,48 @@ fn non_syn_without_connection_is_invalid() {
 fn udp_and_ping_replies_follow_the_connection() {
     let snap = snapshot(1, POLICY);
     let (mut p, _q) = pipeline(1024);
-    assert_eq!(one(&mut p, &snap, Side::A, &udp(v4(WEB, APP), 5353, 53), 1), Fate::Forward);
-    assert_eq!(one(&mut p, &snap, Side::B, &udp(v4(APP, WEB), 53, 5353), 2), Fate::Forward);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &udp(v4(WEB, APP), 5353, 53), 1),
+        Fate::Forward
+    );
+    assert_eq!(
+        one(&mut p, &snap, Side::B, &udp(v4(APP, WEB), 53, 5353), 2),
+        Fate::Forward
+    );
     // A UDP packet from app to web on another port is a new, denied flow.
     assert_eq!(
         one(&mut p, &snap, Side::B, &udp(v4(APP, WEB), 53, 5354), 3),
         Fate::Engine(EngineDrop::PolicyDeny)
     );
-    assert_eq!(one(&mut p, &snap, Side::A, &ping(v4(WEB, APP), Echo::Request, 7), 4), Fate::Forward);
-    assert_eq!(one(&mut p, &snap, Side::B, &ping(v4(APP, WEB), Echo::Reply, 7), 5), Fate::Forward);
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::A,
+            &ping(v4(WEB, APP), Echo::Request, 7),
+            4
+        ),
+        Fate::Forward
+    );
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::B,
+            &ping(v4(APP, WEB), Echo::Reply, 7),
+            5
+        ),
+        Fate::Forward
+    );
     // Ping from app to web is not allowed.
     assert_eq!(
-        one(&mut p, &snap, Side::B, &ping(v4(APP, WEB), Echo::Request, 8), 6),
+        one(
+            &mut p,
+            &snap,
+            Side::B,
+            &ping(v4(APP, WEB), Echo::Request, 8),
+            6
+        ),
         Fate::Engine(EngineDrop::PolicyDeny)
     );
 }
@@ -120,7 +177,10 @@ fn icmp_errors_pass_only_when_related() {
     let other = udp(v4(WEB, APP), 6000, 53);
     let mut err2 = Vec::new();
     build::icmp_error(&mut err2, &v4(APP, WEB), 3, 3, build::ip_packet(&other));
-    assert_eq!(one(&mut p, &snap, Side::B, &err2, 3), Fate::Engine(EngineDrop::IcmpUnrelated));
+    assert_eq!(
+        one(&mut p, &snap, Side::B, &err2, 3),
+        Fate::Engine(EngineDrop::IcmpUnrelated)
+    );
 }
 
 #[test]
@@ -140,12 +200,22 @@ fn a_new_policy_rejudges_and_cuts_revoked_connections() {
     let revoked = POLICY.replace("tcp/8080, ", "");
     let snap2 = snapshot(2, &revoked);
     let data = tcp_payload(v4(WEB, APP), 40000, 8080, ACK | PSH, b"x");
-    assert_eq!(one(&mut p, &snap2, Side::A, &data, 10), Fate::Engine(EngineDrop::Revoked));
+    assert_eq!(
+        one(&mut p, &snap2, Side::A, &data, 10),
+        Fate::Engine(EngineDrop::Revoked)
+    );
     let ev = q.pop().expect("revoked event");
     assert_eq!(ev.kind, EventKind::Revoked);
-    assert_eq!(ev.packets, [2, 1], "SYN and ACK from the initiator, SYN-ACK back; the revoked packet is not counted");
+    assert_eq!(
+        ev.packets,
+        [2, 1],
+        "SYN and ACK from the initiator, SYN-ACK back; the revoked packet is not counted"
+    );
     // The connection is gone: later packets are invalid.
-    assert_eq!(one(&mut p, &snap2, Side::A, &data, 11), Fate::Engine(EngineDrop::Invalid));
+    assert_eq!(
+        one(&mut p, &snap2, Side::A, &data, 11),
+        Fate::Engine(EngineDrop::Invalid)
+    );
     // The still-allowed connection continues, re-judged once.
     let data2 = tcp_payload(v4(APP, DB), 41000, 5432, ACK | PSH, b"y");
     assert_eq!(one(&mut p, &snap2, Side::A, &data2, 12), Fate::Forward);
@@ -180,11 +250,20 @@ fn vlan_places_the_source_and_spoofed_sources_are_dropped() {
     assert_eq!(one(&mut p, &snap, Side::B, &reply, 2), Fate::Forward);
     // Untagged, the same host is world and world may not reach app.
     let untagged = tcp(v4(OUTSIDE, APP), 40001, 8080, SYN);
-    assert_eq!(one(&mut p, &snap, Side::A, &untagged, 3), Fate::Engine(EngineDrop::PolicyDeny));
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &untagged, 3),
+        Fate::Engine(EngineDrop::PolicyDeny)
+    );
     // VLAN 10 (web) with a source in db's prefix: spoofed.
     let spoofed = tcp(v4(DB, APP).vlan(10), 40002, 8080, SYN);
-    assert_eq!(one(&mut p, &snap, Side::A, &spoofed, 4), Fate::Engine(EngineDrop::Spoofed));
-    assert_eq!(p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::Spoofed.index()], 1);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &spoofed, 4),
+        Fate::Engine(EngineDrop::Spoofed)
+    );
+    assert_eq!(
+        p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::Spoofed.index()],
+        1
+    );
 }
 
 #[test]
@@ -198,8 +277,20 @@ fn ipv6_connections_are_judged_and_tracked() {
     assert_eq!(one(&mut p, &snap, Side::A, &syn, 1), Fate::Forward);
     assert_eq!(one(&mut p, &snap, Side::B, &synack, 2), Fate::Forward);
     let denied = tcp(FrameSpec::v6(c, s), 40001, 22, SYN);
-    assert_eq!(one(&mut p, &snap, Side::A, &denied, 3), Fate::Engine(EngineDrop::PolicyDeny));
-    assert_eq!(one(&mut p, &snap, Side::A, &ping(FrameSpec::v6(c, s), Echo::Request, 1), 4), Fate::Forward);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &denied, 3),
+        Fate::Engine(EngineDrop::PolicyDeny)
+    );
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::A,
+            &ping(FrameSpec::v6(c, s), Echo::Request, 1),
+            4
+        ),
+        Fate::Forward
+    );
 }
 
 #[test]
@@ -225,7 +316,10 @@ fn full_table_refuses_new_connections_and_counts() {
     }
     assert!(refused >= 8, "refused {refused}");
     assert!(p.table().len() <= cap);
-    assert_eq!(p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::TableFull.index()], refused);
+    assert_eq!(
+        p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::TableFull.index()],
+        refused
+    );
 }
 
 #[test]
@@ -236,7 +330,11 @@ fn half_open_entries_are_evicted_before_refusing() {
     // Fill with half-open SYNs, then keep opening: eviction makes room.
     for port in 0..(cap as u16 * 3) {
         let syn = tcp(v4(WEB, APP), 20000 + port, 8080, SYN);
-        assert_eq!(one(&mut p, &snap, Side::A, &syn, u64::from(port) + 1), Fate::Forward, "port {port}");
+        assert_eq!(
+            one(&mut p, &snap, Side::A, &syn, u64::from(port) + 1),
+            Fate::Forward,
+            "port {port}"
+        );
     }
     assert!(p.table().len() <= cap);
 }
@@ -246,19 +344,42 @@ fn l2_fragments_and_malformed_frames() {
     let snap = snapshot(1, POLICY);
     let (mut p, _q) = pipeline(64);
     let mut arp = Vec::new();
-    build::arp(&mut arp, &v4(WEB, APP), build::ArpOp::Request, WEB.into(), APP.into());
+    build::arp(
+        &mut arp,
+        &v4(WEB, APP),
+        build::ArpOp::Request,
+        WEB.into(),
+        APP.into(),
+    );
     assert_eq!(one(&mut p, &snap, Side::A, &arp, 1), Fate::Forward);
     let mut lldp = Vec::new();
     build::ethernet(&mut lldp, &v4(WEB, APP), 0x88cc, &[0u8; 46]);
-    assert_eq!(one(&mut p, &snap, Side::A, &lldp, 1), Fate::Engine(EngineDrop::NonIp));
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &lldp, 1),
+        Fate::Engine(EngineDrop::NonIp)
+    );
     let mut frag = Vec::new();
-    build::udp(&mut frag, &v4(WEB, APP).fragment(4, false), 5353, 53, b"tail");
-    assert_eq!(one(&mut p, &snap, Side::A, &frag, 1), Fate::Engine(EngineDrop::Fragment));
+    build::udp(
+        &mut frag,
+        &v4(WEB, APP).fragment(4, false),
+        5353,
+        53,
+        b"tail",
+    );
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &frag, 1),
+        Fate::Engine(EngineDrop::Fragment)
+    );
     let truncated = tcp(v4(WEB, APP), 1, 8080, SYN)[..20].to_vec();
-    assert!(matches!(one(&mut p, &snap, Side::A, &truncated, 1), Fate::Parse(_)));
+    assert!(matches!(
+        one(&mut p, &snap, Side::A, &truncated, 1),
+        Fate::Parse(_)
+    ));
     let c = p.counters();
     assert_eq!(c.v[slot::PASSED_L2], 1);
-    let parse_drops: u64 = (0..DropReason::COUNT).map(|i| c.v[slot::PARSE_DROP_BASE + i]).sum();
+    let parse_drops: u64 = (0..DropReason::COUNT)
+        .map(|i| c.v[slot::PARSE_DROP_BASE + i])
+        .sum();
     assert_eq!(parse_drops, 1);
 }
 
@@ -266,8 +387,14 @@ fn l2_fragments_and_malformed_frames() {
 fn closed_connections_expire_with_counts() {
     let snap = snapshot(1, POLICY);
     let (mut p, q) = pipeline(64);
-    assert_eq!(one(&mut p, &snap, Side::A, &udp(v4(WEB, APP), 5353, 53), 1), Fate::Forward);
-    assert_eq!(one(&mut p, &snap, Side::B, &udp(v4(APP, WEB), 53, 5353), 2), Fate::Forward);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &udp(v4(WEB, APP), 5353, 53), 1),
+        Fate::Forward
+    );
+    assert_eq!(
+        one(&mut p, &snap, Side::B, &udp(v4(APP, WEB), 53, 5353), 2),
+        Fate::Forward
+    );
     while q.pop().is_some() {}
     let later = 3 + 10 * 60 * 1_000_000_000u64;
     for _ in 0..64 {

@@ -84,7 +84,11 @@ pub fn tcp(spec: FrameSpec, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
 
 pub fn tcp_payload(spec: FrameSpec, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
-    build::tcp(&mut f, &spec, &Tcp::new(sport, dport, flags).payload(payload));
+    build::tcp(
+        &mut f,
+        &spec,
+        &Tcp::new(sport, dport, flags).payload(payload),
+    );
     f
 }
 
