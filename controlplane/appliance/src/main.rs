@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
@@ -43,9 +43,12 @@ struct Args {
     /// Flow events output: `-` (stdout, default) or a file.
     #[arg(long)]
     events: Option<String>,
-    /// Connection-table slots per worker (power of two).
+    /// Most connections tracked at once per worker.
     #[arg(long)]
     conntrack_capacity: Option<usize>,
+    /// Packet buffers in the pool (a pcap replay device needs one per packet in its file).
+    #[arg(long)]
+    mbufs: Option<u32>,
     /// Idle behaviour: busy-poll or adaptive.
     #[arg(long)]
     idle: Option<String>,
@@ -135,6 +138,9 @@ fn main() -> ExitCode {
     if let Some(c) = args.conntrack_capacity {
         cfg.conntrack.capacity = c;
     }
+    if let Some(m) = args.mbufs {
+        cfg.dataplane.mbufs = m;
+    }
     if let Some(s) = args.stats_interval {
         cfg.events.stats_interval = s;
     }
@@ -173,7 +179,6 @@ fn main() -> ExitCode {
                 src = s.source();
             }
             eprintln!("{msg}");
-            let _ = Duration::ZERO;
             ExitCode::FAILURE
         }
     }

@@ -184,13 +184,14 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         nrules
     );
     let node = cfg.node.name.clone();
+    let started = Instant::now();
     let mut last_stats = Instant::now();
     let interval = Duration::from_secs(cfg.events.stats_interval);
     'run: loop {
         for sig in signals.pending() {
             match sig {
                 SIGHUP => reload(&engine, &cfg),
-                SIGUSR1 => print_counters(&engine),
+                SIGUSR1 => print_counters(&engine, started),
                 SIGTERM | SIGINT => {
                     eprintln!("bulkheadd: signal {sig}: stopping");
                     break 'run;
@@ -201,7 +202,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         write_events(&engine, &mut sink, &node);
         engine.reclaim();
         if !interval.is_zero() && last_stats.elapsed() >= interval {
-            print_counters(&engine);
+            print_counters(&engine, started);
             last_stats = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -270,9 +271,12 @@ fn reload(engine: &Engine, cfg: &Config) {
     }
 }
 
-fn print_counters(engine: &Engine) {
+fn print_counters(engine: &Engine, started: Instant) {
     let (total, _) = engine.counters();
-    eprintln!("bulkheadd: counters:");
+    eprintln!(
+        "bulkheadd: counters at {:.3} s:",
+        started.elapsed().as_secs_f64()
+    );
     eprint!("{}", render_counters(&total));
 }
 

@@ -61,6 +61,15 @@ pub struct CompileOptions {
     pub narrow_width: usize,
     /// Largest dense pair matrix; beyond it the pair index is a hash map.
     pub max_dense_pair_cells: usize,
+    /// Beyond the exact budget: most (key pair, rule) entries that atoms
+    /// mode may expand rules into (`0` disables atoms mode, leaving the
+    /// wide-rule scan).
+    pub atom_budget: usize,
+    /// Atoms mode: a segment list splits an atom only when it holds at least
+    /// this many of the atom's segments, and only lists of at least twice
+    /// this length split atoms at all. Smaller values give more, finer atoms
+    /// and fewer per-segment entries; larger values the reverse.
+    pub atom_min: usize,
 }
 
 impl Default for CompileOptions {
@@ -69,8 +78,25 @@ impl Default for CompileOptions {
             exact_budget: 1 << 22,
             narrow_width: 16,
             max_dense_pair_cells: MAX_DENSE_PAIR_CELLS,
+            atom_budget: 1 << 24,
+            atom_min: 4,
         }
     }
+}
+
+/// How a compiled policy finds the first matching rule of a segment pair
+/// (see `DESIGN.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LookupMode {
+    /// One table per (source class, destination class) pair.
+    Exact,
+    /// Per-segment-class tables for rules with an `any` side, plus four
+    /// probes: (segment, segment), (segment, atom), (atom, segment) and
+    /// (atom, atom) tables. No scan.
+    Atoms,
+    /// Narrow rules in pair tables, wide rules scanned per class (the
+    /// fallback when neither of the others fits its budget).
+    Scan,
 }
 
 /// Why a [`Ruleset`] could not be compiled.
@@ -371,21 +397,56 @@ impl Tables {
 #[derive(Debug)]
 enum PairIndex {
     Dense {
-        dst_classes: usize,
+        rows: usize,
+        cols: usize,
         cells: Box<[u32]>,
     },
     Sparse(HashMap<u64, u32>),
 }
 
 impl PairIndex {
+    /// An empty index over `rows × cols` keys: a dense matrix when it has at
+    /// most `max_dense` cells, else a hash map.
+    fn new(rows: usize, cols: usize, max_dense: usize) -> Self {
+        match rows.checked_mul(cols) {
+            Some(cells) if cells <= max_dense => PairIndex::Dense {
+                rows,
+                cols,
+                cells: vec![NO_TABLE; cells].into_boxed_slice(),
+            },
+            _ => PairIndex::Sparse(HashMap::new()),
+        }
+    }
+
+    /// Table of (`src`, `dst`), or `NO_TABLE` (also for keys out of range).
     #[inline]
     fn get(&self, src: u32, dst: u32) -> u32 {
         match self {
-            PairIndex::Dense { dst_classes, cells } => cells
-                .get(src as usize * *dst_classes + dst as usize)
-                .copied()
-                .unwrap_or(NO_TABLE),
+            PairIndex::Dense { rows, cols, cells } => {
+                if src as usize >= *rows || dst as usize >= *cols {
+                    return NO_TABLE;
+                }
+                cells
+                    .get(src as usize * *cols + dst as usize)
+                    .copied()
+                    .unwrap_or(NO_TABLE)
+            }
             PairIndex::Sparse(map) => map.get(&pair_key(src, dst)).copied().unwrap_or(NO_TABLE),
+        }
+    }
+
+    fn set(&mut self, src: u32, dst: u32, table: u32) {
+        match self {
+            PairIndex::Dense { rows, cols, cells } => {
+                if (src as usize) < *rows && (dst as usize) < *cols {
+                    if let Some(cell) = cells.get_mut(src as usize * *cols + dst as usize) {
+                        *cell = table;
+                    }
+                }
+            }
+            PairIndex::Sparse(map) => {
+                map.insert(pair_key(src, dst), table);
+            }
         }
     }
 }
@@ -407,9 +468,13 @@ struct RuleTables {
     dst_table: Box<[u32]>,
     pairs: PairIndex,
     /// Exact mode: a pair table holds every rule of its pair, and there are
-    /// no wide rules. Split mode: pair tables hold only the pair's narrow
-    /// rules; the answer is the first of pair, class tables and wide scans.
-    exact: bool,
+    /// no wide rules. Atoms mode: `pairs` is empty; the answer is the first
+    /// of the class tables and the four atom probes. Scan mode: pair tables
+    /// hold only the pair's narrow rules; the answer is the first of pair,
+    /// class tables and wide scans.
+    mode: LookupMode,
+    /// Atoms mode only: rules with two segment lists, by segment and atom.
+    atoms: Option<AtomTables>,
     /// Split mode: wide rules indexed by source class (destination checked
     /// by membership) and by destination class (source checked).
     wide_src: WideIndex,
@@ -433,7 +498,7 @@ impl RuleTables {
         let src = self.src_class.get(q.src as usize).copied().unwrap_or(0);
         let dst = self.dst_class.get(q.dst as usize).copied().unwrap_or(0);
         let pair = self.pairs.get(src, dst);
-        if self.exact && pair != NO_TABLE {
+        if self.mode == LookupMode::Exact && pair != NO_TABLE {
             return self.tables.lookup(pair, q.proto, q.port);
         }
         let mut best = match self.src_table.get(src as usize) {
@@ -444,6 +509,9 @@ impl RuleTables {
             if table != NO_TABLE {
                 best = best.min(self.tables.lookup(table, q.proto, q.port));
             }
+        }
+        if let Some(atoms) = &self.atoms {
+            return best.min(atoms.first_match(q, &self.tables));
         }
         if pair != NO_TABLE {
             best = best.min(self.tables.lookup(pair, q.proto, q.port));
@@ -509,13 +577,32 @@ impl RuleTables {
         let merge_work =
             expansion.saturating_mul(1 + any_any.len() + longest(&from_list) + longest(&to_list));
         let exact = expansion <= options.exact_budget && merge_work <= MAX_MERGE_WORK;
+        // Beyond it: atoms mode when its expansion fits, else the scan.
+        let atom_plan = if exact || options.atom_budget == 0 {
+            None
+        } else {
+            AtomPlan::new(segment_count, &sets, &list_rules, options)
+        };
+        let mode = if exact {
+            LookupMode::Exact
+        } else if atom_plan.is_some() {
+            LookupMode::Atoms
+        } else {
+            LookupMode::Scan
+        };
 
-        // 4. Expand narrow rules into class pairs; index wide ones by their
-        // smaller side (split mode only).
+        // 4. Exact and scan modes: expand narrow rules into class pairs;
+        // index wide ones by their smaller side (scan mode only). Atoms mode
+        // expands its own keys below.
         let mut both: Vec<(u64, u32)> = Vec::new();
         let mut wide_src = WideBuilder::default();
         let mut wide_dst = WideBuilder::default();
-        for &(index, from, to) in &list_rules {
+        let classed_rules: &[(u32, u32, u32)] = if atom_plan.is_some() {
+            &[]
+        } else {
+            &list_rules
+        };
+        for &(index, from, to) in classed_rules {
             let (fc, tc) = (src.of_set(from), dst.of_set(to));
             let width = fc.len() * tc.len();
             if exact || width <= options.narrow_width {
@@ -557,15 +644,7 @@ impl RuleTables {
                 dst_table.push(builder.table(class_rules)?);
             }
         }
-        let cells = src.count.saturating_mul(dst.count);
-        let mut pairs = if cells <= options.max_dense_pair_cells {
-            PairIndex::Dense {
-                dst_classes: dst.count,
-                cells: vec![NO_TABLE; cells].into_boxed_slice(),
-            }
-        } else {
-            PairIndex::Sparse(HashMap::new())
-        };
+        let mut pairs = PairIndex::new(src.count, dst.count, options.max_dense_pair_cells);
         for group in both.chunk_by(|a, b| a.0 == b.0) {
             let key = group[0].0;
             let (s, d) = ((key >> 32) as u32, key as u32);
@@ -588,18 +667,14 @@ impl RuleTables {
             }
             list.sort_unstable();
             let table = builder.table(&list)?;
-            match &mut pairs {
-                PairIndex::Dense { dst_classes, cells } => {
-                    if let Some(cell) = cells.get_mut(s as usize * *dst_classes + d as usize) {
-                        *cell = table;
-                    }
-                }
-                PairIndex::Sparse(map) => {
-                    map.insert(key, table);
-                }
-            }
+            pairs.set(s, d, table);
         }
 
+        let atoms = match &atom_plan {
+            Some(plan) => Some(plan.build(&list_rules, &mut builder, options)?),
+            None => None,
+        };
+        drop(atom_plan);
         let wide_src = wide_src.finish(src.count, &dst);
         let wide_dst = wide_dst.finish(dst.count, &src);
         let index_of = rs
@@ -612,7 +687,8 @@ impl RuleTables {
             src_class: src.of_segment.into_boxed_slice(),
             dst_class: dst.of_segment.into_boxed_slice(),
             src_table: src_table.into_boxed_slice(),
-            exact,
+            mode,
+            atoms,
             wide_src,
             wide_dst,
             claims: RuleClaims::new(&rs.rules),
@@ -729,6 +805,288 @@ impl Classes {
 
     fn of_set(&self, set: u32) -> &[u32] {
         self.of_set.get(set as usize).map_or(&[], Vec::as_slice)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Atoms mode
+// ---------------------------------------------------------------------------
+
+/// The atoms of one side (source or destination): a partition of the
+/// segments refined by the long segment lists used on that side, so that
+/// most of each long list is a union of whole atoms. Every list used on the
+/// side is split into the atoms it holds whole and a residue of single
+/// segments. Atom 0 holds no segment (unknown indices map to it).
+struct SideAtoms {
+    of_segment: Vec<u32>,
+    size: Vec<u32>,
+    /// Per interned set id: (atoms held whole, ascending; residue segments,
+    /// ascending). Empty for sets not used on this side.
+    parts: Vec<(Vec<u32>, Vec<u32>)>,
+}
+
+impl SideAtoms {
+    /// `uses[set]` = how many rules use the set on this side.
+    fn build(segment_count: usize, sets: &[&[SegIdx]], uses: &[u32], atom_min: usize) -> Self {
+        let atom_min = atom_min.max(1);
+        let mut of_segment = vec![1u32; segment_count];
+        let mut size = vec![0u32, segment_count as u32];
+        // Lists long enough to split atoms: most used first (a label group
+        // named alone is used far more often than any union with extra
+        // segments), so atoms follow groups and stray segments become
+        // residue instead of cutting atoms.
+        let mut order: Vec<u32> = (0..sets.len() as u32)
+            .filter(|&set| {
+                uses.get(set as usize).is_some_and(|&n| n > 0)
+                    && sets
+                        .get(set as usize)
+                        .is_some_and(|l| l.len() >= 2 * atom_min)
+            })
+            .collect();
+        order.sort_unstable_by_key(|&set| {
+            let uses = uses.get(set as usize).copied().unwrap_or(0);
+            let len = sets.get(set as usize).map_or(0, |l| l.len());
+            (std::cmp::Reverse(uses), std::cmp::Reverse(len), set)
+        });
+        // Per atom, while one list is processed: members seen, and the atom
+        // its seen members move to (0 = none).
+        let mut seen: Vec<u32> = vec![0; 2];
+        let mut moved: Vec<u32> = vec![0; 2];
+        let mut touched: Vec<u32> = Vec::new();
+        for &set in &order {
+            let members = sets.get(set as usize).copied().unwrap_or(&[]);
+            touched.clear();
+            for &seg in members {
+                let Some(&atom) = of_segment.get(seg as usize) else {
+                    continue;
+                };
+                if let Some(n) = seen.get_mut(atom as usize) {
+                    if *n == 0 {
+                        touched.push(atom);
+                    }
+                    *n += 1;
+                }
+            }
+            for &atom in &touched {
+                let a = atom as usize;
+                let (Some(&n), Some(&whole)) = (seen.get(a), size.get(a)) else {
+                    continue;
+                };
+                if n as usize >= atom_min && n < whole {
+                    let new = size.len() as u32;
+                    size.push(0);
+                    seen.push(0);
+                    moved.push(0);
+                    if let Some(m) = moved.get_mut(a) {
+                        *m = new;
+                    }
+                }
+            }
+            for &seg in members {
+                let Some(atom) = of_segment.get_mut(seg as usize) else {
+                    continue;
+                };
+                let new = moved.get(*atom as usize).copied().unwrap_or(0);
+                if new != 0 {
+                    if let Some(n) = size.get_mut(*atom as usize) {
+                        *n -= 1;
+                    }
+                    if let Some(n) = size.get_mut(new as usize) {
+                        *n += 1;
+                    }
+                    *atom = new;
+                }
+            }
+            for &atom in &touched {
+                if let Some(n) = seen.get_mut(atom as usize) {
+                    *n = 0;
+                }
+                if let Some(m) = moved.get_mut(atom as usize) {
+                    *m = 0;
+                }
+            }
+        }
+        // Split every list used on this side into whole atoms and residue.
+        let mut parts = vec![(Vec::new(), Vec::new()); sets.len()];
+        for (set, part) in parts.iter_mut().enumerate() {
+            if uses.get(set).is_none_or(|&n| n == 0) {
+                continue;
+            }
+            let members = sets.get(set).copied().unwrap_or(&[]);
+            for &seg in members {
+                if let Some(n) = of_segment
+                    .get(seg as usize)
+                    .and_then(|&a| seen.get_mut(a as usize))
+                {
+                    *n += 1;
+                }
+            }
+            let (whole, residue) = part;
+            for &seg in members {
+                let Some(&atom) = of_segment.get(seg as usize) else {
+                    continue;
+                };
+                let a = atom as usize;
+                if seen.get(a) == size.get(a) {
+                    whole.push(atom);
+                } else {
+                    residue.push(seg);
+                }
+            }
+            for &seg in members {
+                if let Some(n) = of_segment
+                    .get(seg as usize)
+                    .and_then(|&a| seen.get_mut(a as usize))
+                {
+                    *n = 0;
+                }
+            }
+            whole.sort_unstable();
+            whole.dedup();
+        }
+        SideAtoms {
+            of_segment,
+            size,
+            parts,
+        }
+    }
+
+    fn parts(&self, set: u32) -> (&[u32], &[u32]) {
+        self.parts
+            .get(set as usize)
+            .map_or((&[], &[]), |(w, r)| (w.as_slice(), r.as_slice()))
+    }
+}
+
+/// Atoms of both sides, chosen when their expansion fits the budget.
+struct AtomPlan {
+    segment_count: usize,
+    src: SideAtoms,
+    dst: SideAtoms,
+}
+
+impl AtomPlan {
+    /// `None` when the expansion would exceed `options.atom_budget`.
+    fn new(
+        segment_count: usize,
+        sets: &[&[SegIdx]],
+        list_rules: &[(u32, u32, u32)],
+        options: &CompileOptions,
+    ) -> Option<Self> {
+        let mut from_uses = vec![0u32; sets.len()];
+        let mut to_uses = vec![0u32; sets.len()];
+        for &(_, from, to) in list_rules {
+            if let Some(n) = from_uses.get_mut(from as usize) {
+                *n += 1;
+            }
+            if let Some(n) = to_uses.get_mut(to as usize) {
+                *n += 1;
+            }
+        }
+        let src = SideAtoms::build(segment_count, sets, &from_uses, options.atom_min);
+        let dst = SideAtoms::build(segment_count, sets, &to_uses, options.atom_min);
+        let mut entries = 0usize;
+        for &(_, from, to) in list_rules {
+            let (fw, fr) = src.parts(from);
+            let (tw, tr) = dst.parts(to);
+            let width = (fw.len() + fr.len()).saturating_mul(tw.len() + tr.len());
+            entries = entries.saturating_add(width);
+        }
+        (entries <= options.atom_budget).then_some(AtomPlan {
+            segment_count,
+            src,
+            dst,
+        })
+    }
+
+    /// Expand every rule with two segment lists into the four kinds of keys
+    /// and compile one table per key.
+    fn build(
+        &self,
+        list_rules: &[(u32, u32, u32)],
+        builder: &mut TableBuilder<'_>,
+        options: &CompileOptions,
+    ) -> Result<AtomTables, CompileError> {
+        let (src, dst) = (&self.src, &self.dst);
+        let (segs, src_atoms, dst_atoms) = (self.segment_count, src.size.len(), dst.size.len());
+        let dense = options.max_dense_pair_cells;
+        let mut items: Vec<(u64, u32)> = Vec::new();
+        let mut list: Vec<u32> = Vec::new();
+        // (source side, destination side): `true` = whole atoms, `false` = residue.
+        let mut index = |rows: usize, cols: usize, whole_src: bool, whole_dst: bool| {
+            items.clear();
+            for &(rule, from, to) in list_rules {
+                let (fw, fr) = src.parts(from);
+                let (tw, tr) = dst.parts(to);
+                let f = if whole_src { fw } else { fr };
+                let t = if whole_dst { tw } else { tr };
+                for &s in f {
+                    items.extend(t.iter().map(|&d| (pair_key(s, d), rule)));
+                }
+            }
+            // By key, then rule: each key's rules ascending.
+            items.sort_unstable();
+            let mut pairs = PairIndex::new(rows, cols, dense);
+            for group in items.chunk_by(|a, b| a.0 == b.0) {
+                let key = group.first().map_or(0, |g| g.0);
+                list.clear();
+                list.extend(group.iter().map(|&(_, rule)| rule));
+                pairs.set((key >> 32) as u32, key as u32, builder.table(&list)?);
+            }
+            Ok::<PairIndex, CompileError>(pairs)
+        };
+        let rr = index(segs, segs, false, false)?;
+        let rw = index(segs, dst_atoms, false, true)?;
+        let wr = index(src_atoms, segs, true, false)?;
+        let ww = index(src_atoms, dst_atoms, true, true)?;
+        Ok(AtomTables {
+            src_atom: src.of_segment.clone().into_boxed_slice(),
+            dst_atom: dst.of_segment.clone().into_boxed_slice(),
+            rr,
+            rw,
+            wr,
+            ww,
+        })
+    }
+}
+
+/// Atoms mode: every rule with two segment lists, split into (whole atoms
+/// or residue segments) × (whole atoms or residue segments), indexed by the
+/// four kinds of keys. A segment pair (s, d) probes each kind once.
+#[derive(Debug)]
+struct AtomTables {
+    /// Per segment index: its source / destination atom (0 for unknown).
+    src_atom: Box<[u32]>,
+    dst_atom: Box<[u32]>,
+    /// (source segment, destination segment).
+    rr: PairIndex,
+    /// (source segment, destination atom).
+    rw: PairIndex,
+    /// (source atom, destination segment).
+    wr: PairIndex,
+    /// (source atom, destination atom).
+    ww: PairIndex,
+}
+
+impl AtomTables {
+    /// First rule with two segment lists matching `q`, or `NO_RULE`.
+    #[inline]
+    fn first_match(&self, q: &FlowQuery, tables: &Tables) -> u32 {
+        let sa = self.src_atom.get(q.src as usize).copied().unwrap_or(0);
+        let da = self.dst_atom.get(q.dst as usize).copied().unwrap_or(0);
+        let found = [
+            self.rr.get(q.src, q.dst),
+            self.rw.get(q.src, da),
+            self.wr.get(sa, q.dst),
+            self.ww.get(sa, da),
+        ];
+        let mut best = NO_RULE;
+        for table in found {
+            if table != NO_TABLE {
+                best = best.min(tables.lookup(table, q.proto, q.port));
+            }
+        }
+        best
     }
 }
 
@@ -1294,7 +1652,12 @@ impl CompiledPolicy {
 
     /// Was the policy compiled in exact mode (one table per class pair)?
     pub fn is_exact(&self) -> bool {
-        self.rules.exact
+        self.rules.mode == LookupMode::Exact
+    }
+
+    /// How lookups find the first matching rule.
+    pub fn lookup_mode(&self) -> LookupMode {
+        self.rules.mode
     }
 
     /// Distinct compiled tables (identical rule lists share one).

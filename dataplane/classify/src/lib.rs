@@ -20,5 +20,5 @@ pub mod compile;
 pub mod model;
 pub mod reference;
 
-pub use compile::{CompileError, CompileOptions, CompiledPolicy, SegmentMap};
+pub use compile::{CompileError, CompileOptions, CompiledPolicy, LookupMode, SegmentMap};
 pub use model::*;

@@ -66,7 +66,7 @@ pub struct EngineConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("DPDK: {0}")]
+    #[error("DPDK")]
     Dpdk(#[from] bulkhead_dpdk::DpdkError),
     #[error("connection table: {0}")]
     Conntrack(String),
