@@ -525,6 +525,7 @@ impl RuleTables {
 
     fn build(rs: &Ruleset, options: &CompileOptions) -> Result<Self, CompileError> {
         let segment_count = rs.segments.len();
+        let t0 = std::time::Instant::now(); // TMPPROF
 
         // 1. Intern the distinct segment lists (`None` = `any`).
         let mut set_ids: HashMap<&[SegIdx], u32> = HashMap::new();
@@ -538,11 +539,13 @@ impl RuleTables {
         drop(set_ids);
 
         // 2. Source and destination classes.
+        eprintln!("TMPPROF intern {:?}", t0.elapsed()); // TMPPROF
         let used_from: Vec<u32> = distinct(rule_sets.iter().filter_map(|&(from, _)| from));
         let used_to: Vec<u32> = distinct(rule_sets.iter().filter_map(|&(_, to)| to));
         let src = Classes::build(segment_count, &sets, &used_from);
         let dst = Classes::build(segment_count, &sets, &used_to);
 
+        eprintln!("TMPPROF classes {:?}", t0.elapsed()); // TMPPROF
         // 3. Sort the rules by which sides are `any`; measure the expansion
         // of the rules with two segment lists into class pairs.
         let mut any_any: Vec<u32> = Vec::new();
@@ -583,6 +586,7 @@ impl RuleTables {
         } else {
             AtomPlan::new(segment_count, &sets, &list_rules, options)
         };
+        eprintln!("TMPPROF plan {:?}", t0.elapsed()); // TMPPROF
         let mode = if exact {
             LookupMode::Exact
         } else if atom_plan.is_some() {
@@ -627,6 +631,7 @@ impl RuleTables {
         }
         both.sort_unstable();
 
+        eprintln!("TMPPROF step4 {:?}", t0.elapsed()); // TMPPROF
         // 5. Compile the tables.
         let mut builder = TableBuilder::new(&rs.rules);
         let mut list = Vec::new();
@@ -670,6 +675,7 @@ impl RuleTables {
             pairs.set(s, d, table);
         }
 
+        eprintln!("TMPPROF step5 {:?} tables {}", t0.elapsed(), builder.tables.heads.len()); // TMPPROF
         let atoms = match &atom_plan {
             Some(plan) => Some(plan.build(&list_rules, &mut builder, options)?),
             None => None,
@@ -1035,10 +1041,15 @@ impl AtomPlan {
             }
             Ok::<PairIndex, CompileError>(pairs)
         };
+        let t = std::time::Instant::now(); // TMPPROF
         let rr = index(segs, segs, false, false)?;
+        eprintln!("TMPPROF rr {:?} tables {}", t.elapsed(), builder.tables.heads.len()); // TMPPROF
         let rw = index(segs, dst_atoms, false, true)?;
+        eprintln!("TMPPROF rw {:?} tables {}", t.elapsed(), builder.tables.heads.len()); // TMPPROF
         let wr = index(src_atoms, segs, true, false)?;
+        eprintln!("TMPPROF wr {:?} tables {}", t.elapsed(), builder.tables.heads.len()); // TMPPROF
         let ww = index(src_atoms, dst_atoms, true, true)?;
+        eprintln!("TMPPROF ww {:?} tables {} atoms {} {}", t.elapsed(), builder.tables.heads.len(), src_atoms, dst_atoms); // TMPPROF
         Ok(AtomTables {
             src_atom: src.of_segment.clone().into_boxed_slice(),
             dst_atom: dst.of_segment.clone().into_boxed_slice(),
