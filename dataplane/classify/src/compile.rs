@@ -1039,15 +1039,16 @@ impl AtomPlan {
                 list.extend(group.iter().map(|&(_, rule)| rule));
                 pairs.set((key >> 32) as u32, key as u32, builder.table(&list)?);
             }
+            eprintln!("TMPPROF   items {} tables {}", items.len(), builder.tables.heads.len()); // TMPPROF
             Ok::<PairIndex, CompileError>(pairs)
         };
         let t = std::time::Instant::now(); // TMPPROF
         let rr = index(segs, segs, false, false)?;
-        eprintln!("TMPPROF rr {:?} tables {}", t.elapsed(), builder.tables.heads.len()); // TMPPROF
+        eprintln!("TMPPROF rr {:?}", t.elapsed()); // TMPPROF
         let rw = index(segs, dst_atoms, false, true)?;
-        eprintln!("TMPPROF rw {:?} tables {}", t.elapsed(), builder.tables.heads.len()); // TMPPROF
+        eprintln!("TMPPROF rw {:?}", t.elapsed()); // TMPPROF
         let wr = index(src_atoms, segs, true, false)?;
-        eprintln!("TMPPROF wr {:?} tables {}", t.elapsed(), builder.tables.heads.len()); // TMPPROF
+        eprintln!("TMPPROF wr {:?}", t.elapsed()); // TMPPROF
         let ww = index(src_atoms, dst_atoms, true, true)?;
         eprintln!("TMPPROF ww {:?} tables {} atoms {} {}", t.elapsed(), builder.tables.heads.len(), src_atoms, dst_atoms); // TMPPROF
         Ok(AtomTables {
