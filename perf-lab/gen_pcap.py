@@ -5,17 +5,12 @@
                        forever, the first pass opens the connections, later passes hit them)
           tcp-denied   FLOWS TCP SYNs web -> db tcp/5432, which no rule allows
 Addresses match perf-lab/bench-policy.yaml."""
+import os
 import struct
 import sys
 
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from rawframe import csum  # noqa: E402
 
 
 def frame(src, dst, proto, l4):

@@ -546,8 +546,8 @@ impl RuleTables {
         let dst = Classes::build(segment_count, &sets, &used_to);
 
         eprintln!("TMPPROF classes {:?}", t0.elapsed()); // TMPPROF
-        // 3. Sort the rules by which sides are `any`; measure the expansion
-        // of the rules with two segment lists into class pairs.
+                                                         // 3. Sort the rules by which sides are `any`; measure the expansion
+                                                         // of the rules with two segment lists into class pairs.
         let mut any_any: Vec<u32> = Vec::new();
         let mut from_list: Vec<Vec<u32>> = vec![Vec::new(); src.count];
         let mut to_list: Vec<Vec<u32>> = vec![Vec::new(); dst.count];
@@ -632,7 +632,7 @@ impl RuleTables {
         both.sort_unstable();
 
         eprintln!("TMPPROF step4 {:?}", t0.elapsed()); // TMPPROF
-        // 5. Compile the tables.
+                                                       // 5. Compile the tables.
         let mut builder = TableBuilder::new(&rs.rules);
         let mut list = Vec::new();
         let mut src_table = Vec::with_capacity(src.count);
@@ -675,7 +675,11 @@ impl RuleTables {
             pairs.set(s, d, table);
         }
 
-        eprintln!("TMPPROF step5 {:?} tables {}", t0.elapsed(), builder.tables.heads.len()); // TMPPROF
+        eprintln!(
+            "TMPPROF step5 {:?} tables {}",
+            t0.elapsed(),
+            builder.tables.heads.len()
+        ); // TMPPROF
         let atoms = match &atom_plan {
             Some(plan) => Some(plan.build(&list_rules, &mut builder, options)?),
             None => None,
@@ -1031,7 +1035,9 @@ impl AtomPlan {
                 }
             }
             // By key, then rule: each key's rules ascending.
+            let ts = std::time::Instant::now(); // TMPPROF
             items.sort_unstable();
+            eprintln!("TMPPROF   sort {:?}", ts.elapsed()); // TMPPROF
             let mut pairs = PairIndex::new(rows, cols, dense);
             for group in items.chunk_by(|a, b| a.0 == b.0) {
                 let key = group.first().map_or(0, |g| g.0);
@@ -1039,7 +1045,11 @@ impl AtomPlan {
                 list.extend(group.iter().map(|&(_, rule)| rule));
                 pairs.set((key >> 32) as u32, key as u32, builder.table(&list)?);
             }
-            eprintln!("TMPPROF   items {} tables {}", items.len(), builder.tables.heads.len()); // TMPPROF
+            eprintln!(
+                "TMPPROF   items {} tables {}",
+                items.len(),
+                builder.tables.heads.len()
+            ); // TMPPROF
             Ok::<PairIndex, CompileError>(pairs)
         };
         let t = std::time::Instant::now(); // TMPPROF
@@ -1050,7 +1060,13 @@ impl AtomPlan {
         let wr = index(src_atoms, segs, true, false)?;
         eprintln!("TMPPROF wr {:?}", t.elapsed()); // TMPPROF
         let ww = index(src_atoms, dst_atoms, true, true)?;
-        eprintln!("TMPPROF ww {:?} tables {} atoms {} {}", t.elapsed(), builder.tables.heads.len(), src_atoms, dst_atoms); // TMPPROF
+        eprintln!(
+            "TMPPROF ww {:?} tables {} atoms {} {}",
+            t.elapsed(),
+            builder.tables.heads.len(),
+            src_atoms,
+            dst_atoms
+        ); // TMPPROF
         Ok(AtomTables {
             src_atom: src.of_segment.clone().into_boxed_slice(),
             dst_atom: dst.of_segment.clone().into_boxed_slice(),
@@ -1394,8 +1410,8 @@ impl<'a> TableBuilder<'a> {
                 });
             }
         }
-        // Stable: within a protocol, claims stay in rule order.
-        self.claims.sort_by_key(|c| c.proto);
+        // Within a protocol, claims stay in rule order (`list` ascends).
+        self.claims.sort_unstable_by_key(|c| (c.proto, c.rule));
         let proto_start = self.tables.runs.len() as u32;
         let claims = std::mem::take(&mut self.claims);
         for group in claims.chunk_by(|a, b| a.proto == b.proto) {

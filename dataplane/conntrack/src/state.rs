@@ -7,15 +7,8 @@
 //! than the endpoints' own acceptance of in-window RSTs, but it is a known
 //! gap.
 
-/// TCP flag bits as in the TCP header's flags byte.
-pub mod tcp_flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-}
+/// TCP flag bits as in the TCP header's flags byte (the parser's definitions).
+pub use bulkhead_packet::tcp_flags;
 
 use tcp_flags::{ACK, FIN, RST, SYN};
 

@@ -452,13 +452,8 @@ impl Pipeline {
             cfg,
             ..
         } = self;
-        let worker = cfg.worker;
-        let mode = cfg.event_mode;
         let removed = ct.expire_slice(now, max_slots, |e| {
-            let ev = closed_event(snap, e, EventKind::Closed, now, worker);
-            if wants(mode, &ev) && events.push(ev).is_err() {
-                counters.add(slot::EVENTS_DROPPED, 1);
-            }
+            report_closed(snap, e, now, cfg, events, counters);
         });
         counters.add(slot::CONN_EXPIRED, removed as u64);
         counters.conns = ct.len() as u64;
@@ -473,14 +468,7 @@ impl Pipeline {
             cfg,
             ..
         } = self;
-        let worker = cfg.worker;
-        let mode = cfg.event_mode;
-        ct.flush(|e| {
-            let ev = closed_event(snap, e, EventKind::Closed, now, worker);
-            if wants(mode, &ev) && events.push(ev).is_err() {
-                counters.add(slot::EVENTS_DROPPED, 1);
-            }
-        });
+        ct.flush(|e| report_closed(snap, e, now, cfg, events, counters));
         counters.conns = ct.len() as u64;
     }
 
@@ -489,6 +477,21 @@ impl Pipeline {
         if wants(self.cfg.event_mode, &ev) && self.events.push(ev).is_err() {
             self.counters.add(slot::EVENTS_DROPPED, 1);
         }
+    }
+}
+
+/// Queue the "closed" event of an entry leaving the table (expiry, flush).
+fn report_closed(
+    snap: &PolicySnapshot,
+    e: &Entry,
+    now: u64,
+    cfg: &PipelineConfig,
+    events: &ArrayQueue<FlowEvent>,
+    counters: &mut LocalCounters,
+) {
+    let ev = closed_event(snap, e, EventKind::Closed, now, cfg.worker);
+    if wants(cfg.event_mode, &ev) && events.push(ev).is_err() {
+        counters.add(slot::EVENTS_DROPPED, 1);
     }
 }
 
