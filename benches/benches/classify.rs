@@ -61,8 +61,8 @@ fn lookup(c: &mut Criterion) {
             Err(e) => panic!("compile {rules}: {e}"),
         };
         eprintln!(
-            "new_connection/{rules}: exact mode {}, {} tables",
-            cp.is_exact(),
+            "new_connection/{rules}: {:?} mode, {} tables",
+            cp.lookup_mode(),
             cp.table_count()
         );
         let batch = packets(&rs, BATCH, SEED ^ rules as u64);

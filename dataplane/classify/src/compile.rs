@@ -12,6 +12,9 @@
 //!   or two when it only sees rules with an `any` side. A table answers
 //!   "first matching rule" for (protocol, port) with one binary search over
 //!   disjoint port intervals. Tables are deduplicated by rule list.
+//!   Beyond the exact budget, [`LookupMode::Atoms`] splits every rule with
+//!   two lists into (atoms held whole, residue segments) per side and probes
+//!   four pair indices; [`LookupMode::Scan`] is the last-resort fallback.
 //!
 //! Invariants: built only from a [`Ruleset`] that passes [`Ruleset::check`];
 //! immutable once built; lookups never allocate and never panic, whatever
@@ -462,8 +465,11 @@ struct RuleTables {
     /// class of segments that no segment list selects (and of unknown indices).
     src_class: Box<[u32]>,
     dst_class: Box<[u32]>,
-    /// Per source class: table of the rules `any → any` and `class → any`.
+    /// Per source class: table of the rules `class → any`, and in exact mode
+    /// also `any → any` (`NO_TABLE` when it has no rule).
     src_table: Box<[u32]>,
+    /// Other modes: the table of the `any → any` rules, or `NO_TABLE`.
+    any_table: u32,
     /// Per destination class: table of the rules `any → class`, or `NO_TABLE`.
     dst_table: Box<[u32]>,
     pairs: PairIndex,
@@ -502,9 +508,12 @@ impl RuleTables {
             return self.tables.lookup(pair, q.proto, q.port);
         }
         let mut best = match self.src_table.get(src as usize) {
-            Some(&table) => self.tables.lookup(table, q.proto, q.port),
-            None => NO_RULE,
+            Some(&table) if table != NO_TABLE => self.tables.lookup(table, q.proto, q.port),
+            _ => NO_RULE,
         };
+        if self.any_table != NO_TABLE {
+            best = best.min(self.tables.lookup(self.any_table, q.proto, q.port));
+        }
         if let Some(&table) = self.dst_table.get(dst as usize) {
             if table != NO_TABLE {
                 best = best.min(self.tables.lookup(table, q.proto, q.port));
@@ -525,7 +534,6 @@ impl RuleTables {
 
     fn build(rs: &Ruleset, options: &CompileOptions) -> Result<Self, CompileError> {
         let segment_count = rs.segments.len();
-        let t0 = std::time::Instant::now(); // TMPPROF
 
         // 1. Intern the distinct segment lists (`None` = `any`).
         let mut set_ids: HashMap<&[SegIdx], u32> = HashMap::new();
@@ -538,20 +546,41 @@ impl RuleTables {
         }
         drop(set_ids);
 
-        // 2. Source and destination classes.
-        eprintln!("TMPPROF intern {:?}", t0.elapsed()); // TMPPROF
-        let used_from: Vec<u32> = distinct(rule_sets.iter().filter_map(|&(from, _)| from));
-        let used_to: Vec<u32> = distinct(rule_sets.iter().filter_map(|&(_, to)| to));
+        let list_rules: Vec<(u32, u32, u32)> = rule_sets
+            .iter()
+            .enumerate()
+            .filter_map(|(index, &(from, to))| Some((index as u32, from?, to?)))
+            .collect();
+
+        // 2. A cheap bound first: a segment named alone in some list on one
+        // side is a class of its own there, so a rule with two lists covers
+        // at least (such segments of `from`) × (such segments of `to`) class
+        // pairs. When that bound already rules exact mode out, try atoms
+        // mode before computing classes, and then compute classes only over
+        // the lists of rules with an `any` side (the only ones atoms mode
+        // needs them for).
+        let bound = exact_lower_bound(segment_count, &sets, &list_rules);
+        let atom_plan = if bound > options.exact_budget && options.atom_budget > 0 {
+            AtomPlan::new(segment_count, &sets, &list_rules, options)
+        } else {
+            None
+        };
+
+        // 3. Source and destination classes.
+        let one_any = |side: Option<u32>, other: Option<u32>| match other {
+            Some(_) if atom_plan.is_some() => None,
+            _ => side,
+        };
+        let used_from: Vec<u32> = distinct(rule_sets.iter().filter_map(|&(f, t)| one_any(f, t)));
+        let used_to: Vec<u32> = distinct(rule_sets.iter().filter_map(|&(f, t)| one_any(t, f)));
         let src = Classes::build(segment_count, &sets, &used_from);
         let dst = Classes::build(segment_count, &sets, &used_to);
 
-        eprintln!("TMPPROF classes {:?}", t0.elapsed()); // TMPPROF
-                                                         // 3. Sort the rules by which sides are `any`; measure the expansion
-                                                         // of the rules with two segment lists into class pairs.
+        // 4. Sort the rules by which sides are `any`; measure the expansion
+        // of the rules with two segment lists into class pairs.
         let mut any_any: Vec<u32> = Vec::new();
         let mut from_list: Vec<Vec<u32>> = vec![Vec::new(); src.count];
         let mut to_list: Vec<Vec<u32>> = vec![Vec::new(); dst.count];
-        let mut list_rules: Vec<(u32, u32, u32)> = Vec::new();
         let mut expansion = 0usize;
         for (index, &(from, to)) in rule_sets.iter().enumerate() {
             let index = index as u32; // < MAX_RULES, checked
@@ -570,7 +599,6 @@ impl RuleTables {
                 (Some(from), Some(to)) => {
                     let width = src.of_set(from).len().saturating_mul(dst.of_set(to).len());
                     expansion = expansion.saturating_add(width);
-                    list_rules.push((index, from, to));
                 }
             }
         }
@@ -579,14 +607,16 @@ impl RuleTables {
         let longest = |lists: &[Vec<u32>]| lists.iter().map(Vec::len).max().unwrap_or(0);
         let merge_work =
             expansion.saturating_mul(1 + any_any.len() + longest(&from_list) + longest(&to_list));
-        let exact = expansion <= options.exact_budget && merge_work <= MAX_MERGE_WORK;
+        let exact = atom_plan.is_none()
+            && expansion <= options.exact_budget
+            && merge_work <= MAX_MERGE_WORK;
         // Beyond it: atoms mode when its expansion fits, else the scan.
-        let atom_plan = if exact || options.atom_budget == 0 {
-            None
-        } else {
-            AtomPlan::new(segment_count, &sets, &list_rules, options)
+        let atom_plan = match atom_plan {
+            None if !exact && options.atom_budget > 0 && bound <= options.exact_budget => {
+                AtomPlan::new(segment_count, &sets, &list_rules, options)
+            }
+            plan => plan,
         };
-        eprintln!("TMPPROF plan {:?}", t0.elapsed()); // TMPPROF
         let mode = if exact {
             LookupMode::Exact
         } else if atom_plan.is_some() {
@@ -631,15 +661,27 @@ impl RuleTables {
         }
         both.sort_unstable();
 
-        eprintln!("TMPPROF step4 {:?}", t0.elapsed()); // TMPPROF
-                                                       // 5. Compile the tables.
+        // 5. Compile the tables.
         let mut builder = TableBuilder::new(&rs.rules);
         let mut list = Vec::new();
         let mut src_table = Vec::with_capacity(src.count);
-        let any_any_prefix = builder.prefix(&any_any);
+        // Exact mode merges `any → any` into every source-class table (pairs
+        // without a table of their own fall back to it). The other modes
+        // keep it apart: one table, always hot, instead of copying every
+        // `any → any` rule into thousands of class tables.
+        let any_table = if exact || any_any.is_empty() {
+            NO_TABLE
+        } else {
+            builder.table(&any_any)?
+        };
+        let any_any_prefix: &[u32] = if exact { builder.prefix(&any_any) } else { &[] };
         for class_rules in &from_list {
             merge_sorted(any_any_prefix, builder.prefix(class_rules), &mut list);
-            src_table.push(builder.table(&list)?);
+            if list.is_empty() && !exact {
+                src_table.push(NO_TABLE);
+            } else {
+                src_table.push(builder.table(&list)?);
+            }
         }
         let mut dst_table = Vec::with_capacity(dst.count);
         for class_rules in &to_list {
@@ -675,11 +717,6 @@ impl RuleTables {
             pairs.set(s, d, table);
         }
 
-        eprintln!(
-            "TMPPROF step5 {:?} tables {}",
-            t0.elapsed(),
-            builder.tables.heads.len()
-        ); // TMPPROF
         let atoms = match &atom_plan {
             Some(plan) => Some(plan.build(&list_rules, &mut builder, options)?),
             None => None,
@@ -697,6 +734,7 @@ impl RuleTables {
             src_class: src.of_segment.into_boxed_slice(),
             dst_class: dst.of_segment.into_boxed_slice(),
             src_table: src_table.into_boxed_slice(),
+            any_table,
             mode,
             atoms,
             wide_src,
@@ -734,6 +772,50 @@ fn intern<'r>(
             (sets.len() - 1) as u32
         })),
     }
+}
+
+/// A lower bound of the exact-mode expansion: Σ over rules with two lists
+/// of (segments of `from` that some `from` list names alone, at least 1) ×
+/// (the same for `to`). Each such segment is a class of its own.
+fn exact_lower_bound(
+    segment_count: usize,
+    sets: &[&[SegIdx]],
+    list_rules: &[(u32, u32, u32)],
+) -> usize {
+    let mut alone_from = vec![false; segment_count];
+    let mut alone_to = vec![false; segment_count];
+    for &(_, from, to) in list_rules {
+        for (set, alone) in [(from, &mut alone_from), (to, &mut alone_to)] {
+            if let Some([seg]) = sets.get(set as usize).copied() {
+                if let Some(flag) = alone.get_mut(*seg as usize) {
+                    *flag = true;
+                }
+            }
+        }
+    }
+    let count = |set: u32, alone: &[bool]| -> usize {
+        let members = sets.get(set as usize).copied().unwrap_or(&[]);
+        let n = members
+            .iter()
+            .filter(|&&seg| alone.get(seg as usize).copied().unwrap_or(false))
+            .count();
+        if members.is_empty() {
+            0
+        } else {
+            n.max(1)
+        }
+    };
+    let mut from_count: HashMap<u32, usize> = HashMap::new();
+    let mut to_count: HashMap<u32, usize> = HashMap::new();
+    let mut bound = 0usize;
+    for &(_, from, to) in list_rules {
+        let f = *from_count
+            .entry(from)
+            .or_insert_with(|| count(from, &alone_from));
+        let t = *to_count.entry(to).or_insert_with(|| count(to, &alone_to));
+        bound = bound.saturating_add(f.saturating_mul(t));
+    }
+    bound
 }
 
 /// `out` = the ascending merge of two ascending lists.
@@ -1014,7 +1096,7 @@ impl AtomPlan {
     fn build(
         &self,
         list_rules: &[(u32, u32, u32)],
-        builder: &mut TableBuilder<'_>,
+        builder: &mut TableBuilder,
         options: &CompileOptions,
     ) -> Result<AtomTables, CompileError> {
         let (src, dst) = (&self.src, &self.dst);
@@ -1023,50 +1105,79 @@ impl AtomPlan {
         let mut items: Vec<(u64, u32)> = Vec::new();
         let mut list: Vec<u32> = Vec::new();
         // (source side, destination side): `true` = whole atoms, `false` = residue.
-        let mut index = |rows: usize, cols: usize, whole_src: bool, whole_dst: bool| {
-            items.clear();
-            for &(rule, from, to) in list_rules {
-                let (fw, fr) = src.parts(from);
-                let (tw, tr) = dst.parts(to);
-                let f = if whole_src { fw } else { fr };
-                let t = if whole_dst { tw } else { tr };
-                for &s in f {
-                    items.extend(t.iter().map(|&d| (pair_key(s, d), rule)));
+        let mut index =
+            |rows: usize, cols: usize, whole_src: bool, whole_dst: bool, dedupe: bool| {
+                // Every (source key, destination key, rule), in rule order.
+                let each = |emit: &mut dyn FnMut(u32, u32, u32)| {
+                    for &(rule, from, to) in list_rules {
+                        let (fw, fr) = src.parts(from);
+                        let (tw, tr) = dst.parts(to);
+                        let f = if whole_src { fw } else { fr };
+                        let t = if whole_dst { tw } else { tr };
+                        for &s in f {
+                            for &d in t {
+                                emit(s, d, rule);
+                            }
+                        }
+                    }
+                };
+                let mut pairs = PairIndex::new(rows, cols, dense);
+                let is_dense = matches!(pairs, PairIndex::Dense { .. });
+                let mut add = |s: u32, d: u32, list: &[u32]| -> Result<(), CompileError> {
+                    let table = if dedupe {
+                        builder.table(list)?
+                    } else {
+                        builder.fresh_table(list)?
+                    };
+                    pairs.set(s, d, table);
+                    Ok(())
+                };
+                if is_dense {
+                    // Counting sort by cell: stable, so each cell's rules ascend.
+                    let mut start = vec![0u32; rows * cols + 1];
+                    each(&mut |s, d, _| {
+                        if let Some(n) = start.get_mut(s as usize * cols + d as usize + 1) {
+                            *n += 1;
+                        }
+                    });
+                    for i in 1..start.len() {
+                        start[i] += start[i - 1];
+                    }
+                    let mut fill = start.clone();
+                    list.clear();
+                    list.resize(start.last().map_or(0, |&n| n as usize), 0);
+                    each(&mut |s, d, rule| {
+                        if let Some(at) = fill.get_mut(s as usize * cols + d as usize) {
+                            if let Some(slot) = list.get_mut(*at as usize) {
+                                *slot = rule;
+                            }
+                            *at += 1;
+                        }
+                    });
+                    for (cell, w) in start.windows(2).enumerate() {
+                        if w[0] < w[1] {
+                            let rules = list.get(w[0] as usize..w[1] as usize).unwrap_or(&[]);
+                            add((cell / cols) as u32, (cell % cols) as u32, rules)?;
+                        }
+                    }
+                } else {
+                    items.clear();
+                    each(&mut |s, d, rule| items.push((pair_key(s, d), rule)));
+                    // By key, then rule: each key's rules ascending.
+                    items.sort_unstable();
+                    for group in items.chunk_by(|a, b| a.0 == b.0) {
+                        let key = group.first().map_or(0, |g| g.0);
+                        list.clear();
+                        list.extend(group.iter().map(|&(_, rule)| rule));
+                        add((key >> 32) as u32, key as u32, &list)?;
+                    }
                 }
-            }
-            // By key, then rule: each key's rules ascending.
-            let ts = std::time::Instant::now(); // TMPPROF
-            items.sort_unstable();
-            eprintln!("TMPPROF   sort {:?}", ts.elapsed()); // TMPPROF
-            let mut pairs = PairIndex::new(rows, cols, dense);
-            for group in items.chunk_by(|a, b| a.0 == b.0) {
-                let key = group.first().map_or(0, |g| g.0);
-                list.clear();
-                list.extend(group.iter().map(|&(_, rule)| rule));
-                pairs.set((key >> 32) as u32, key as u32, builder.table(&list)?);
-            }
-            eprintln!(
-                "TMPPROF   items {} tables {}",
-                items.len(),
-                builder.tables.heads.len()
-            ); // TMPPROF
-            Ok::<PairIndex, CompileError>(pairs)
-        };
-        let t = std::time::Instant::now(); // TMPPROF
-        let rr = index(segs, segs, false, false)?;
-        eprintln!("TMPPROF rr {:?}", t.elapsed()); // TMPPROF
-        let rw = index(segs, dst_atoms, false, true)?;
-        eprintln!("TMPPROF rw {:?}", t.elapsed()); // TMPPROF
-        let wr = index(src_atoms, segs, true, false)?;
-        eprintln!("TMPPROF wr {:?}", t.elapsed()); // TMPPROF
-        let ww = index(src_atoms, dst_atoms, true, true)?;
-        eprintln!(
-            "TMPPROF ww {:?} tables {} atoms {} {}",
-            t.elapsed(),
-            builder.tables.heads.len(),
-            src_atoms,
-            dst_atoms
-        ); // TMPPROF
+                Ok::<PairIndex, CompileError>(pairs)
+            };
+        let rr = index(segs, segs, false, false, true)?;
+        let rw = index(segs, dst_atoms, false, true, true)?;
+        let wr = index(src_atoms, segs, true, false, true)?;
+        let ww = index(src_atoms, dst_atoms, true, true, false)?;
         Ok(AtomTables {
             src_atom: src.of_segment.clone().into_boxed_slice(),
             dst_atom: dst.of_segment.clone().into_boxed_slice(),
@@ -1321,8 +1432,12 @@ struct Claim {
 }
 
 /// Builds and deduplicates tables.
-struct TableBuilder<'a> {
-    rules: &'a [RuleDef],
+struct TableBuilder {
+    /// Per rule: its port claims (`rule_claims[rule_start[r]..rule_start[r + 1]]`,
+    /// `rule` set, `any` specs left out), flat so painting reads one small
+    /// array instead of chasing every rule's `services`.
+    rule_start: Vec<u32>,
+    rule_claims: Vec<Claim>,
     /// Per rule: does one of its specs match every protocol (`any`)?
     any: Vec<bool>,
     tables: Tables,
@@ -1333,10 +1448,33 @@ struct TableBuilder<'a> {
     next: Vec<u32>,
 }
 
-impl<'a> TableBuilder<'a> {
-    fn new(rules: &'a [RuleDef]) -> Self {
+impl TableBuilder {
+    fn new(rules: &[RuleDef]) -> Self {
+        let mut rule_start = Vec::with_capacity(rules.len() + 1);
+        let mut rule_claims = Vec::new();
+        for (index, def) in rules.iter().enumerate() {
+            rule_start.push(rule_claims.len() as u32);
+            for spec in &def.services {
+                let (proto, lo, hi) = match *spec {
+                    ServiceSpec::Any => continue,
+                    ServiceSpec::Ports { proto, lo, hi } => (proto, lo, hi),
+                    ServiceSpec::IcmpTypes { proto, lo, hi } => {
+                        (proto, u16::from(lo), u16::from(hi))
+                    }
+                    ServiceSpec::Proto(proto) => (proto, 0, u16::MAX),
+                };
+                rule_claims.push(Claim {
+                    proto,
+                    lo,
+                    hi,
+                    rule: index as u32,
+                });
+            }
+        }
+        rule_start.push(rule_claims.len() as u32);
         TableBuilder {
-            rules,
+            rule_start,
+            rule_claims,
             any: rules
                 .iter()
                 .map(|r| r.services.iter().any(|s| matches!(s, ServiceSpec::Any)))
@@ -1369,6 +1507,16 @@ impl<'a> TableBuilder<'a> {
         if let Some(&table) = self.by_list.get(list) {
             return Ok(table);
         }
+        let id = self.fresh_table(list)?;
+        self.by_list.insert(list.into(), id);
+        Ok(id)
+    }
+
+    /// A new table for `list` without looking for an identical one: for
+    /// lists that are known to be almost all distinct, where remembering
+    /// them costs more than it saves.
+    fn fresh_table(&mut self, list: &[u32]) -> Result<u32, CompileError> {
+        let list = self.prefix(list);
         let id = self.tables.heads.len();
         if id >= MAX_TABLES {
             return Err(CompileError::TooLarge {
@@ -1379,7 +1527,6 @@ impl<'a> TableBuilder<'a> {
         }
         let id = id as u32;
         self.paint_table(list);
-        self.by_list.insert(list.into(), id);
         Ok(id)
     }
 
@@ -1390,25 +1537,12 @@ impl<'a> TableBuilder<'a> {
         };
         self.claims.clear();
         for &rule in list {
-            let Some(def) = self.rules.get(rule as usize) else {
+            let r = rule as usize;
+            let (Some(&a), Some(&b)) = (self.rule_start.get(r), self.rule_start.get(r + 1)) else {
                 continue;
             };
-            for spec in &def.services {
-                let (proto, lo, hi) = match *spec {
-                    ServiceSpec::Any => continue,
-                    ServiceSpec::Ports { proto, lo, hi } => (proto, lo, hi),
-                    ServiceSpec::IcmpTypes { proto, lo, hi } => {
-                        (proto, u16::from(lo), u16::from(hi))
-                    }
-                    ServiceSpec::Proto(proto) => (proto, 0, u16::MAX),
-                };
-                self.claims.push(Claim {
-                    proto,
-                    lo,
-                    hi,
-                    rule,
-                });
-            }
+            self.claims
+                .extend_from_slice(self.rule_claims.get(a as usize..b as usize).unwrap_or(&[]));
         }
         // Within a protocol, claims stay in rule order (`list` ascends).
         self.claims.sort_unstable_by_key(|c| (c.proto, c.rule));

@@ -8,8 +8,10 @@
 //! - [`compile`]: [`CompiledPolicy`], segment placement (VLAN map, longest
 //!   prefix for IPv4 and IPv6 including endpoints, anti-spoofing) and rule
 //!   tables per (source class, destination class) of segments, identical
-//!   tables shared; policies too wide for per-pair tables compile in a split
-//!   mode with a wide-rule index (see `DESIGN.md`).
+//!   tables shared; policies too wide for per-pair tables compile in atoms
+//!   mode (segments folded into atoms of the long lists, plus per-segment
+//!   residue: a fixed number of table probes), and as a last resort in a
+//!   scan mode with a wide-rule index (see `DESIGN.md`).
 //!
 //! Invariant: for every ruleset and packet, the compiled lookup and the
 //! reference evaluator return the same placement and [`Decision`]. Property

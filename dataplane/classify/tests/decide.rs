@@ -385,17 +385,111 @@ fn large_mesh_compiles_in_split_mode_and_agrees() {
         vec![tcp(1, 2)],
         Action::Deny,
     ));
-    let b = Both::new(ruleset(segs, rules));
+    let mut b = Both::new(ruleset(segs, rules));
     assert!(!b.cp.is_exact());
-    assert_eq!(b.decide(5, 6, TCP, 1).rule, RuleRef::Rule(4));
-    assert_eq!(b.decide(5, 7, TCP, 1).rule, RuleRef::Rule(3000));
-    assert_eq!(b.decide(5, 2500, TCP, 1).rule, RuleRef::Default);
-    assert_eq!(b.decide(0, 7, TCP, 2).rule, RuleRef::Default);
-    for (s, d) in [(1, 2), (2999, 3000), (3000, 1), (17, 1999), (17, 2001)] {
-        for port in 0..4 {
-            b.decide(s, d, TCP, port);
+    // The mesh's lists are whole atoms: one (atom, atom) table, no scan.
+    assert_eq!(b.cp.lookup_mode(), LookupMode::Atoms);
+    let scan = CompileOptions {
+        atom_budget: 0,
+        ..CompileOptions::default()
+    };
+    let scanned = CompiledPolicy::compile_with(&b.rs, &scan).unwrap();
+    assert_eq!(scanned.lookup_mode(), LookupMode::Scan);
+    for cp in [b.cp.clone(), scanned] {
+        b.cp = cp;
+        assert_eq!(b.decide(5, 6, TCP, 1).rule, RuleRef::Rule(4));
+        assert_eq!(b.decide(5, 7, TCP, 1).rule, RuleRef::Rule(3000));
+        assert_eq!(b.decide(5, 2500, TCP, 1).rule, RuleRef::Default);
+        assert_eq!(b.decide(0, 7, TCP, 2).rule, RuleRef::Default);
+        for (s, d) in [(1, 2), (2999, 3000), (3000, 1), (17, 1999), (17, 2001)] {
+            for port in 0..4 {
+                b.decide(s, d, TCP, port);
+            }
         }
     }
 }
 
-use bulkhead_classify::SegmentSet;
+#[test]
+fn atoms_mode_splits_lists_into_groups_and_residue() {
+    // Two "label groups" of 40 segments on each side, named alone and in
+    // unions with stray segments: atoms follow the groups, the strays are
+    // residue, and every kind of key decides somewhere.
+    let mut segs = vec![world()];
+    for i in 1..=100u32 {
+        segs.push(seg(i, &format!("s{i}"), &[], &[]));
+    }
+    let a: Vec<u32> = (1..=40).collect();
+    let b: Vec<u32> = (41..=80).collect();
+    let with = |group: &[u32], extra: u32| {
+        let mut v = group.to_vec();
+        v.push(extra);
+        v.sort_unstable();
+        list(&v)
+    };
+    let rules = vec![
+        rule("a-b", list(&a), list(&b), vec![tcp(80, 80)], Action::Allow),
+        rule("a-b2", list(&a), list(&b), vec![tcp(81, 81)], Action::Allow),
+        rule(
+            "a+90-b",
+            with(&a, 90),
+            list(&b),
+            vec![tcp(1, 100)],
+            Action::Deny,
+        ),
+        rule(
+            "a-b+91",
+            list(&a),
+            with(&b, 91),
+            vec![tcp(1, 100)],
+            Action::Deny,
+        ),
+        rule(
+            "a+92-b+93",
+            with(&a, 92),
+            with(&b, 93),
+            vec![udp(53, 53)],
+            Action::Allow,
+        ),
+        rule(
+            "one",
+            list(&[95]),
+            list(&[96]),
+            vec![tcp(22, 22)],
+            Action::Allow,
+        ),
+    ];
+    let b = Both::new(ruleset(segs, rules));
+    let options = CompileOptions {
+        exact_budget: 0,
+        ..CompileOptions::default()
+    };
+    let mut both = b;
+    both.cp = CompiledPolicy::compile_with(&both.rs, &options).unwrap();
+    assert_eq!(both.cp.lookup_mode(), LookupMode::Atoms);
+    // (atom, atom)
+    assert_eq!(both.decide(3, 50, TCP, 80).rule, RuleRef::Rule(0));
+    assert_eq!(both.decide(3, 50, TCP, 81).rule, RuleRef::Rule(1));
+    assert_eq!(both.decide(3, 50, TCP, 82).rule, RuleRef::Rule(2));
+    // (segment, atom): the stray 90 reaches group b only through rule 2.
+    assert_eq!(both.decide(90, 50, TCP, 80).rule, RuleRef::Rule(2));
+    assert_eq!(both.decide(90, 91, TCP, 80).rule, RuleRef::Default);
+    // (atom, segment)
+    assert_eq!(both.decide(3, 91, TCP, 80).rule, RuleRef::Rule(3));
+    // (segment, segment)
+    assert_eq!(both.decide(92, 93, UDP, 53).rule, RuleRef::Rule(4));
+    assert_eq!(both.decide(95, 96, TCP, 22).rule, RuleRef::Rule(5));
+    assert_eq!(both.decide(96, 95, TCP, 22).rule, RuleRef::Default);
+    // Unknown segment indices belong to no list.
+    assert_eq!(both.decide(500, 50, TCP, 80).rule, RuleRef::Default);
+    assert_eq!(both.decide(3, 500, TCP, 80).rule, RuleRef::Default);
+    for s in [0, 1, 40, 41, 90, 92, 95, 100, 101] {
+        for d in [0, 1, 41, 80, 91, 93, 96, 100, 101] {
+            for port in [22, 53, 80, 81, 82, 100, 101] {
+                both.decide(s, d, TCP, port);
+                both.decide(s, d, UDP, port);
+            }
+        }
+    }
+}
+
+use bulkhead_classify::{CompileOptions, CompiledPolicy, LookupMode, SegmentSet};

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bulkhead_classify::{
-    reference, Action, CompileOptions, CompiledPolicy, EndpointDef, FlowQuery, Mode, RuleDef,
-    Ruleset, SegmentDef, SegmentId, SegmentSet, ServiceSpec,
+    reference, Action, CompileOptions, CompiledPolicy, EndpointDef, FlowQuery, LookupMode, Mode,
+    RuleDef, Ruleset, SegmentDef, SegmentId, SegmentSet, ServiceSpec,
 };
 use ipnet::IpNet;
 use proptest::prelude::*;
@@ -337,29 +337,86 @@ fn check_agrees(rs: &Ruleset, cp: &CompiledPolicy, seed: u64) -> Result<(), Test
     Ok(())
 }
 
-/// Every compile mode: exact with a sparse pair index; split with every
-/// two-list rule wide; split with a mix of narrow and wide rules.
-fn modes() -> [CompileOptions; 3] {
-    [
-        CompileOptions {
-            max_dense_pair_cells: 0,
-            ..CompileOptions::default()
-        },
-        CompileOptions {
-            exact_budget: 0,
-            narrow_width: 0,
-            ..CompileOptions::default()
-        },
-        CompileOptions {
-            exact_budget: 0,
-            narrow_width: 2,
-            max_dense_pair_cells: 0,
-        },
+/// Every compile mode: exact with a sparse pair index; the wide-rule scan
+/// with every two-list rule wide, and with a mix of narrow and wide rules;
+/// atoms mode with fine atoms (every list of two or more splits them), with
+/// the default split threshold, with one atom (every list is residue), and
+/// with sparse indices.
+fn modes() -> Vec<(CompileOptions, LookupMode)> {
+    let scan = CompileOptions {
+        exact_budget: 0,
+        atom_budget: 0,
+        ..CompileOptions::default()
+    };
+    let atoms = CompileOptions {
+        exact_budget: 0,
+        ..CompileOptions::default()
+    };
+    vec![
+        (
+            CompileOptions {
+                max_dense_pair_cells: 0,
+                ..CompileOptions::default()
+            },
+            LookupMode::Exact,
+        ),
+        (
+            CompileOptions {
+                narrow_width: 0,
+                ..scan
+            },
+            LookupMode::Scan,
+        ),
+        (
+            CompileOptions {
+                narrow_width: 2,
+                max_dense_pair_cells: 0,
+                ..scan
+            },
+            LookupMode::Scan,
+        ),
+        (
+            CompileOptions {
+                atom_min: 1,
+                ..atoms
+            },
+            LookupMode::Atoms,
+        ),
+        (
+            CompileOptions {
+                atom_min: 2,
+                ..atoms
+            },
+            LookupMode::Atoms,
+        ),
+        (
+            CompileOptions {
+                atom_min: usize::MAX / 4,
+                ..atoms
+            },
+            LookupMode::Atoms,
+        ),
+        (
+            CompileOptions {
+                atom_min: 1,
+                max_dense_pair_cells: 0,
+                ..atoms
+            },
+            LookupMode::Atoms,
+        ),
     ]
 }
 
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    // 400 cases unless `PROPTEST_CASES` asks for another number.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn compiled_matches_reference(rs in ruleset(), seed in any::<u64>()) {
@@ -367,11 +424,14 @@ proptest! {
         let cp = CompiledPolicy::compile(&rs).unwrap();
         prop_assert!(cp.is_exact());
         check_agrees(&rs, &cp, seed)?;
-        for options in modes() {
+        for (options, mode) in modes() {
             let cp = CompiledPolicy::compile_with(&rs, &options).unwrap();
-            if options.exact_budget > 0 {
-                prop_assert!(cp.is_exact());
-            }
+            // Exact mode may be chosen whenever a ruleset has no rule with
+            // two lists; otherwise the options force the mode.
+            prop_assert!(
+                cp.lookup_mode() == mode || cp.lookup_mode() == LookupMode::Exact,
+                "{:?} gave {:?}", options, cp.lookup_mode()
+            );
             check_agrees(&rs, &cp, seed)?;
         }
     }
