@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(format_unix_ns(0), "1970-01-01T00:00:00.000Z");
         // 2026-11-21T09:45:42.123Z
         assert_eq!(
-            format_unix_ns(1795254342_123_000_000),
+            format_unix_ns(1_795_254_342_123_000_000),
             "2026-11-21T09:45:42.123Z"
         );
         assert_eq!(

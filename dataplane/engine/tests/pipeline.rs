@@ -299,9 +299,8 @@ fn full_table_refuses_new_connections_and_counts() {
     let (mut p, _q) = pipeline(16);
     let cap = p.table().capacity();
     let mut refused = 0;
-    let mut now = 1;
     // Established connections cannot be evicted; fill the table with them.
-    for port in 0..(cap as u16 + 8) {
+    for (now, port) in (1u64..).zip(0..(cap as u16 + 8)) {
         let sport = 10000 + port;
         let [syn, synack, ack] = handshake(WEB, APP, sport, 8080);
         match one(&mut p, &snap, Side::A, &syn, now) {
@@ -312,7 +311,6 @@ fn full_table_refuses_new_connections_and_counts() {
             Fate::Engine(EngineDrop::TableFull) => refused += 1,
             other => panic!("unexpected {other:?}"),
         }
-        now += 1;
     }
     assert!(refused >= 8, "refused {refused}");
     assert!(p.table().len() <= cap);
