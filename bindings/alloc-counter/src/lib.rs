@@ -2,11 +2,16 @@
 //! allocator and counts allocations made by threads that opted in. Tests use
 //! it to prove a hot loop allocates nothing:
 //!
-//! ```ignore
+//! ```
+//! use bulkhead_alloc_counter::{count_allocations, CountingAllocator};
+//!
 //! #[global_allocator]
-//! static ALLOC: bulkhead_alloc_counter::CountingAllocator = bulkhead_alloc_counter::CountingAllocator;
-//! let n = bulkhead_alloc_counter::count_allocations(|| hot_loop());
-//! assert_eq!(n, 0);
+//! static ALLOC: CountingAllocator = CountingAllocator;
+//!
+//! let (n, v) = count_allocations(|| vec![0u8; 16]);
+//! assert_eq!(n, 1);
+//! let (n, len) = count_allocations(|| v.len());
+//! assert_eq!((n, len), (0, 16));
 //! ```
 //!
 //! It lives in `bindings/` because implementing `GlobalAlloc` is `unsafe`.
