@@ -295,3 +295,90 @@ fn ping_through_the_wire() {
     assert_eq!(collect(&w, Side::A), vec![rep]);
     finish(e, &w);
 }
+
+#[test]
+fn two_workers_each_own_their_queue_of_every_port() {
+    let e = eal();
+    let ring = |s: &str| Ring::new(e, &format!("t6_{s}"), 1024).expect("ring");
+    let (arx, atx, brx, btx) = (
+        [ring("arx0"), ring("arx1")],
+        [ring("atx0"), ring("atx1")],
+        [ring("brx0"), ring("brx1")],
+        [ring("btx0"), ring("btx1")],
+    );
+    let a =
+        Port::from_rings(e, "net_t6_a", &[&arx[0], &arx[1]], &[&atx[0], &atx[1]]).expect("port a");
+    let b =
+        Port::from_rings(e, "net_t6_b", &[&brx[0], &brx[1]], &[&btx[0], &btx[1]]).expect("port b");
+    let pool = Mempool::new(e, "t6_pool", 1023, 0, bulkhead_dpdk::DEFAULT_DATA_ROOM).expect("pool");
+    let cores = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        vec![0, 1]
+    } else {
+        vec![0, 0]
+    };
+    let cfg = EngineConfig {
+        workers: cores,
+        wires: vec![(a, b)],
+        mbufs: 2047,
+        mbuf_cache: 32,
+        rx_desc: 256,
+        tx_desc: 256,
+        idle: IdleMode::Adaptive,
+        pass_non_ip: false,
+        pass_fragments: false,
+        conntrack_capacity: 1024,
+        timeouts: bulkhead_conntrack::Timeouts::default(),
+        event_mode: EventMode::All,
+        event_queue: 1024,
+    };
+    let engine = Engine::start(e, cfg, compile(POLICY)).expect("engine starts");
+    let put = |r: &Ring, frames: &[Vec<u8>]| {
+        let mut burst: MbufBurst<32> = MbufBurst::new();
+        for f in frames {
+            let mut m = pool.alloc().expect("mbuf");
+            m.append(f).expect("fits");
+            assert!(burst.push(m).is_ok());
+        }
+        assert_eq!(r.enqueue_burst(&mut burst), frames.len());
+    };
+    let take = |r: &Ring| {
+        let mut burst: MbufBurst<32> = MbufBurst::new();
+        let mut out = Vec::new();
+        while r.dequeue_burst(&mut burst) > 0 {
+            out.extend(burst.iter().map(|m| m.data().to_vec()));
+            burst.clear();
+        }
+        out
+    };
+    // As symmetric RSS would: each connection, both directions, on one queue.
+    let [s0, sa0, _] = handshake(WEB, APP, 40000, 8080);
+    let [s1, sa1, _] = handshake(WEB, APP, 40001, 8080);
+    put(&arx[0], std::slice::from_ref(&s0));
+    put(&arx[1], std::slice::from_ref(&s1));
+    wait_rx(&engine, 2);
+    put(&brx[0], std::slice::from_ref(&sa0));
+    put(&brx[1], std::slice::from_ref(&sa1));
+    wait_rx(&engine, 4);
+    // Each worker transmits on its own queue of the peer port.
+    assert_eq!(take(&btx[0]), vec![s0]);
+    assert_eq!(take(&btx[1]), vec![s1]);
+    assert_eq!(take(&atx[0]), vec![sa0]);
+    assert_eq!(take(&atx[1]), vec![sa1]);
+    let (total, per) = engine.counters();
+    assert_eq!(per.len(), 2);
+    for c in &per {
+        assert_eq!(
+            c.rx_packets(Side::A) + c.rx_packets(Side::B),
+            2,
+            "each worker saw its own connection"
+        );
+        assert_eq!(c.conns, 1);
+    }
+    assert_eq!(total.conns, 2);
+    // A new generation reaches both workers.
+    let g = engine.publish(compile(POLICY));
+    assert!(engine.wait_generation(g, Duration::from_secs(5)));
+    assert_eq!(engine.worker_generations(), vec![g, g]);
+    let _ = engine.stop();
+    assert_eq!(pool.in_use_count(), 0);
+}
