@@ -61,9 +61,10 @@ fn lookup(c: &mut Criterion) {
             Err(e) => panic!("compile {rules}: {e}"),
         };
         eprintln!(
-            "new_connection/{rules}: {:?} mode, {} tables",
+            "new_connection/{rules}: {:?} mode, {} tables, {} MiB of tables",
             cp.lookup_mode(),
-            cp.table_count()
+            cp.table_count(),
+            cp.table_bytes() >> 20
         );
         let batch = packets(&rs, BATCH, SEED ^ rules as u64);
         group.bench_with_input(

@@ -14,18 +14,19 @@
 //!   disjoint port intervals. Tables are deduplicated by rule list.
 //!   Beyond the exact budget, [`LookupMode::Atoms`] splits every rule with
 //!   two lists into (atoms held whole, residue segments) per side and probes
-//!   four pair indices; [`LookupMode::Scan`] is the last-resort fallback.
+//!   four pair indices (short atom-pair lists are scanned, not painted);
+//!   [`LookupMode::Scan`] is the last-resort fallback.
 //!
 //! Invariants: built only from a [`Ruleset`] that passes [`Ruleset::check`];
 //! immutable once built; lookups never allocate and never panic, whatever
 //! the segment index or address they are given.
 
 use std::fmt::Debug;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use ipnet::IpNet;
 
 use crate::model::{
@@ -49,6 +50,10 @@ pub const MAX_PAIR_ENTRIES: usize = 1 << 25;
 pub const MAX_DENSE_PAIR_CELLS: usize = 1 << 22;
 /// Most distinct compiled tables.
 pub const MAX_TABLES: usize = 1 << 24;
+/// Most words of all compiled tables together (table ids are word offsets
+/// below 2³¹: atoms mode tags scanned lists with the top bit, and
+/// `NO_TABLE` must stay out of reach).
+pub const MAX_TABLE_WORDS: usize = (1 << 31) - 1;
 /// Most rule-list entries copied while merging exact-mode pair tables.
 pub const MAX_MERGE_WORK: usize = 1 << 26;
 
@@ -73,6 +78,11 @@ pub struct CompileOptions {
     /// this length split atoms at all. Smaller values give more, finer atoms
     /// and fewer per-segment entries; larger values the reverse.
     pub atom_min: usize,
+    /// Atoms mode: (source atom, destination atom) cells with at most this
+    /// many rules keep the rule list and scan it at lookup (checking each
+    /// rule's services) instead of a painted table; longer ones get a
+    /// table. `0` paints every cell.
+    pub atom_scan_max: usize,
 }
 
 impl Default for CompileOptions {
@@ -83,6 +93,7 @@ impl Default for CompileOptions {
             max_dense_pair_cells: MAX_DENSE_PAIR_CELLS,
             atom_budget: 1 << 24,
             atom_min: 4,
+            atom_scan_max: 24,
         }
     }
 }
@@ -94,8 +105,9 @@ pub enum LookupMode {
     /// One table per (source class, destination class) pair.
     Exact,
     /// Per-segment-class tables for rules with an `any` side, plus four
-    /// probes: (segment, segment), (segment, atom), (atom, segment) and
-    /// (atom, atom) tables. No scan.
+    /// probes: (segment, segment), (segment, atom), (atom, segment) tables
+    /// and an (atom, atom) cell holding a table or a short rule list
+    /// (at most [`CompileOptions::atom_scan_max`] rules) scanned in order.
     Atoms,
     /// Narrow rules in pair tables, wide rules scanned per class (the
     /// fallback when neither of the others fits its budget).
@@ -343,54 +355,87 @@ impl SegmentMap {
 // Rule tables
 // ---------------------------------------------------------------------------
 
-/// Header of one compiled table.
-#[derive(Clone, Copy, Debug)]
-struct Head {
-    /// Answer for protocols without a run: the first rule with an `any` spec.
-    other: u32,
-    proto_start: u32,
-    proto_len: u32,
-}
-
-/// The port intervals of one protocol in one table: `ends[start..start+len]`
-/// (inclusive upper ends, ascending, the last is 65535) and the deciding rule
-/// of each interval in `rules[start..start+len]`.
-#[derive(Clone, Copy, Debug)]
-struct ProtoRun {
-    proto: u8,
-    start: u32,
-    len: u32,
-}
-
-/// Every compiled table, flattened into shared arrays.
+/// Every compiled table, flattened into one array of 64-bit words; a
+/// table's id is the offset of its first word, so a lookup touches one
+/// contiguous run of memory (one or two cache lines for most tables) once
+/// the id is known.
+///
+/// Layout of a table at `t`:
+/// - `words[t]`: `other | n << 32`, where `other` answers protocols without
+///   a run (the first rule with an `any` spec, or `NO_RULE`) and `n` is the
+///   number of protocol runs;
+/// - `words[t + 1 .. t + 1 + n]`: per run, `proto | len << 8`;
+/// - then per run, in the same order: when `len > BLOCK`, a summary of
+///   `ceil(ceil(len / BLOCK) / 4)` words, each packing four 16-bit samples
+///   (low lane first): sample `j` is the upper end of the last interval of
+///   block `j` (intervals `BLOCK·j ..`), padding lanes are 65535; then its
+///   `len` disjoint port intervals, ascending: `end << 32 | rule`
+///   (inclusive upper end, the last is 65535; the deciding rule), so the
+///   rule is read from the cache line where the search ends.
+///
+/// A long run is searched in three short steps (summary words by their top
+/// lane, lanes of one word, one block of `BLOCK` intervals) instead of one
+/// binary search over the whole run: about three dependent cache lines
+/// instead of `log2(len)`.
 #[derive(Debug, Default)]
 struct Tables {
-    heads: Vec<Head>,
-    runs: Vec<ProtoRun>,
-    ends: Vec<u16>,
-    rules: Vec<u32>,
+    words: Vec<u64>,
+    count: usize,
 }
 
 impl Tables {
     /// First rule of `table` matching (`proto`, `port`), or `NO_RULE`.
     #[inline]
     fn lookup(&self, table: u32, proto: u8, port: u16) -> u32 {
-        let Some(head) = self.heads.get(table as usize) else {
+        let t = table as usize;
+        let words = self.words.as_slice();
+        let Some(&first) = words.get(t) else {
             return NO_RULE;
         };
-        let start = head.proto_start as usize;
-        let runs = self
-            .runs
-            .get(start..start + head.proto_len as usize)
-            .unwrap_or(&[]);
-        let Some(run) = runs.iter().find(|run| run.proto == proto) else {
-            return head.other;
-        };
-        let start = run.start as usize;
-        let end = start + run.len as usize;
-        let ends = self.ends.get(start..end).unwrap_or(&[]);
-        let at = ends.partition_point(|&e| e < port);
-        self.rules.get(start + at).copied().unwrap_or(NO_RULE)
+        let runs = (first >> 32) as usize;
+        let heads = words.get(t + 1..t + 1 + runs).unwrap_or(&[]);
+        let mut at = t + 1 + heads.len();
+        for &head in heads {
+            let len = (head >> 8) as usize;
+            let summary = summary_words(len);
+            if head as u8 == proto {
+                let run = words.get(at + summary..at + summary + len).unwrap_or(&[]);
+                let block = if summary == 0 {
+                    run
+                } else {
+                    let samples = words.get(at..at + summary).unwrap_or(&[]);
+                    // First summary word whose top sample is >= port, then
+                    // the first of its lanes that is (the top lane of the
+                    // last word is 65535, so both exist).
+                    let w = samples.partition_point(|&x| ((x >> 48) as u16) < port);
+                    let x = samples.get(w).copied().unwrap_or(u64::MAX);
+                    let lane = (0..3)
+                        .map(|i| usize::from(((x >> (16 * i)) as u16) < port))
+                        .sum::<usize>();
+                    let first = (4 * w + lane) * BLOCK;
+                    run.get(first..(first + BLOCK).min(len)).unwrap_or(&[])
+                };
+                // First interval whose upper end is >= port (branch-free search).
+                let k = block.partition_point(|&e| ((e >> 32) as u32) < u32::from(port));
+                return block.get(k).map_or(NO_RULE, |&e| e as u32);
+            }
+            at += summary + len;
+        }
+        first as u32
+    }
+}
+
+/// Intervals per block of a long protocol run (eight 8-byte entries: one
+/// cache line when aligned).
+const BLOCK: usize = 8;
+
+/// Summary words before a run of `len` intervals (0 for short runs).
+#[inline]
+fn summary_words(len: usize) -> usize {
+    if len > BLOCK {
+        len.div_ceil(BLOCK).div_ceil(4)
+    } else {
+        0
     }
 }
 
@@ -503,7 +548,11 @@ impl RuleTables {
     fn first_match(&self, q: &FlowQuery) -> u32 {
         let src = self.src_class.get(q.src as usize).copied().unwrap_or(0);
         let dst = self.dst_class.get(q.dst as usize).copied().unwrap_or(0);
-        let pair = self.pairs.get(src, dst);
+        let pair = if self.atoms.is_some() {
+            NO_TABLE
+        } else {
+            self.pairs.get(src, dst)
+        };
         if self.mode == LookupMode::Exact && pair != NO_TABLE {
             return self.tables.lookup(pair, q.proto, q.port);
         }
@@ -520,7 +569,7 @@ impl RuleTables {
             }
         }
         if let Some(atoms) = &self.atoms {
-            return best.min(atoms.first_match(q, &self.tables));
+            return atoms.first_match(q, &self.tables, &self.claims, best);
         }
         if pair != NO_TABLE {
             best = best.min(self.tables.lookup(pair, q.proto, q.port));
@@ -912,9 +961,13 @@ impl Classes {
 struct SideAtoms {
     of_segment: Vec<u32>,
     size: Vec<u32>,
-    /// Per interned set id: (atoms held whole, ascending; residue segments,
-    /// ascending). Empty for sets not used on this side.
-    parts: Vec<(Vec<u32>, Vec<u32>)>,
+    /// Per interned set id `i`: its atoms held whole (ascending) are
+    /// `whole[spans[i][0]..spans[i + 1][0]]`, its residue segments
+    /// `residue[spans[i][1]..spans[i + 1][1]]`; both empty for sets not used
+    /// on this side.
+    spans: Vec<[u32; 2]>,
+    whole: Vec<u32>,
+    residue: Vec<u32>,
 }
 
 impl SideAtoms {
@@ -998,55 +1051,80 @@ impl SideAtoms {
                 }
             }
         }
-        // Split every list used on this side into whole atoms and residue.
-        let mut parts = vec![(Vec::new(), Vec::new()); sets.len()];
-        for (set, part) in parts.iter_mut().enumerate() {
-            if uses.get(set).is_none_or(|&n| n == 0) {
-                continue;
-            }
-            let members = sets.get(set).copied().unwrap_or(&[]);
-            for &seg in members {
-                if let Some(n) = of_segment
-                    .get(seg as usize)
-                    .and_then(|&a| seen.get_mut(a as usize))
-                {
-                    *n += 1;
+        // Split every list used on this side into whole atoms and residue,
+        // stored end to end (one allocation per side, not two per list).
+        let mut spans = vec![[0u32; 2]; sets.len() + 1];
+        let mut whole: Vec<u32> = Vec::new();
+        let mut residue: Vec<u32> = Vec::new();
+        for set in 0..sets.len() {
+            if uses.get(set).is_some_and(|&n| n > 0) {
+                let members = sets.get(set).copied().unwrap_or(&[]);
+                for &seg in members {
+                    if let Some(n) = of_segment
+                        .get(seg as usize)
+                        .and_then(|&a| seen.get_mut(a as usize))
+                    {
+                        *n += 1;
+                    }
                 }
-            }
-            let (whole, residue) = part;
-            for &seg in members {
-                let Some(&atom) = of_segment.get(seg as usize) else {
-                    continue;
-                };
-                let a = atom as usize;
-                if seen.get(a) == size.get(a) {
-                    whole.push(atom);
-                } else {
-                    residue.push(seg);
+                let from = whole.len();
+                for &seg in members {
+                    let Some(&atom) = of_segment.get(seg as usize) else {
+                        continue;
+                    };
+                    let a = atom as usize;
+                    if seen.get(a) == size.get(a) {
+                        whole.push(atom);
+                    } else {
+                        residue.push(seg);
+                    }
                 }
-            }
-            for &seg in members {
-                if let Some(n) = of_segment
-                    .get(seg as usize)
-                    .and_then(|&a| seen.get_mut(a as usize))
-                {
-                    *n = 0;
+                for &seg in members {
+                    if let Some(n) = of_segment
+                        .get(seg as usize)
+                        .and_then(|&a| seen.get_mut(a as usize))
+                    {
+                        *n = 0;
+                    }
                 }
+                // Sort and deduplicate this set's atoms in place.
+                if let Some(mine) = whole.get_mut(from..) {
+                    mine.sort_unstable();
+                }
+                let mut kept = from;
+                for i in from..whole.len() {
+                    if kept == from || whole[kept - 1] != whole[i] {
+                        whole[kept] = whole[i];
+                        kept += 1;
+                    }
+                }
+                whole.truncate(kept);
             }
-            whole.sort_unstable();
-            whole.dedup();
+            if let Some(span) = spans.get_mut(set + 1) {
+                *span = [whole.len() as u32, residue.len() as u32];
+            }
         }
         SideAtoms {
             of_segment,
             size,
-            parts,
+            spans,
+            whole,
+            residue,
         }
     }
 
+    /// (atoms held whole, residue segments) of an interned set.
     fn parts(&self, set: u32) -> (&[u32], &[u32]) {
-        self.parts
-            .get(set as usize)
-            .map_or((&[], &[]), |(w, r)| (w.as_slice(), r.as_slice()))
+        let s = set as usize;
+        let (Some(a), Some(b)) = (self.spans.get(s), self.spans.get(s + 1)) else {
+            return (&[], &[]);
+        };
+        (
+            self.whole.get(a[0] as usize..b[0] as usize).unwrap_or(&[]),
+            self.residue
+                .get(a[1] as usize..b[1] as usize)
+                .unwrap_or(&[]),
+        )
     }
 }
 
@@ -1101,83 +1179,66 @@ impl AtomPlan {
     ) -> Result<AtomTables, CompileError> {
         let (src, dst) = (&self.src, &self.dst);
         let (segs, src_atoms, dst_atoms) = (self.segment_count, src.size.len(), dst.size.len());
-        let dense = options.max_dense_pair_cells;
-        let mut items: Vec<(u64, u32)> = Vec::new();
-        let mut list: Vec<u32> = Vec::new();
-        // (source side, destination side): `true` = whole atoms, `false` = residue.
-        let mut index =
-            |rows: usize, cols: usize, whole_src: bool, whole_dst: bool, dedupe: bool| {
-                // Every (source key, destination key, rule), in rule order.
-                let each = |emit: &mut dyn FnMut(u32, u32, u32)| {
-                    for &(rule, from, to) in list_rules {
-                        let (fw, fr) = src.parts(from);
-                        let (tw, tr) = dst.parts(to);
-                        let f = if whole_src { fw } else { fr };
-                        let t = if whole_dst { tw } else { tr };
-                        for &s in f {
-                            for &d in t {
+        // Every (row key, column key, rule), in rule order. Source side and
+        // destination side: `true` = whole atoms, `false` = residue
+        // segments; `swap` makes the destination key the row.
+        let each = |whole_src: bool, whole_dst: bool, swap: bool| {
+            move |emit: &mut dyn FnMut(u32, u32, u32)| {
+                for &(rule, from, to) in list_rules {
+                    let (fw, fr) = src.parts(from);
+                    let (tw, tr) = dst.parts(to);
+                    let f = if whole_src { fw } else { fr };
+                    let t = if whole_dst { tw } else { tr };
+                    for &s in f {
+                        for &d in t {
+                            if swap {
+                                emit(d, s, rule);
+                            } else {
                                 emit(s, d, rule);
                             }
                         }
                     }
-                };
-                let mut pairs = PairIndex::new(rows, cols, dense);
-                let is_dense = matches!(pairs, PairIndex::Dense { .. });
-                let mut add = |s: u32, d: u32, list: &[u32]| -> Result<(), CompileError> {
-                    let table = if dedupe {
-                        builder.table(list)?
-                    } else {
-                        builder.fresh_table(list)?
-                    };
-                    pairs.set(s, d, table);
-                    Ok(())
-                };
-                if is_dense {
-                    // Counting sort by cell: stable, so each cell's rules ascend.
-                    let mut start = vec![0u32; rows * cols + 1];
-                    each(&mut |s, d, _| {
-                        if let Some(n) = start.get_mut(s as usize * cols + d as usize + 1) {
-                            *n += 1;
-                        }
-                    });
-                    for i in 1..start.len() {
-                        start[i] += start[i - 1];
-                    }
-                    let mut fill = start.clone();
-                    list.clear();
-                    list.resize(start.last().map_or(0, |&n| n as usize), 0);
-                    each(&mut |s, d, rule| {
-                        if let Some(at) = fill.get_mut(s as usize * cols + d as usize) {
-                            if let Some(slot) = list.get_mut(*at as usize) {
-                                *slot = rule;
-                            }
-                            *at += 1;
-                        }
-                    });
-                    for (cell, w) in start.windows(2).enumerate() {
-                        if w[0] < w[1] {
-                            let rules = list.get(w[0] as usize..w[1] as usize).unwrap_or(&[]);
-                            add((cell / cols) as u32, (cell % cols) as u32, rules)?;
-                        }
-                    }
-                } else {
-                    items.clear();
-                    each(&mut |s, d, rule| items.push((pair_key(s, d), rule)));
-                    // By key, then rule: each key's rules ascending.
-                    items.sort_unstable();
-                    for group in items.chunk_by(|a, b| a.0 == b.0) {
-                        let key = group.first().map_or(0, |g| g.0);
-                        list.clear();
-                        list.extend(group.iter().map(|&(_, rule)| rule));
-                        add((key >> 32) as u32, key as u32, &list)?;
-                    }
                 }
-                Ok::<PairIndex, CompileError>(pairs)
-            };
-        let rr = index(segs, segs, false, false, true)?;
-        let rw = index(segs, dst_atoms, false, true, true)?;
-        let wr = index(src_atoms, segs, true, false, true)?;
-        let ww = index(src_atoms, dst_atoms, true, true, false)?;
+            }
+        };
+        let mut scratch = KeyScratch::default();
+        let dense = options.max_dense_pair_cells;
+        // (source segment, destination segment).
+        let mut rr = PairIndex::new(segs, segs, dense);
+        scratch.for_each_key(segs, &each(false, false, false), |s, d, rules| {
+            rr.set(s, d, builder.table(rules)?);
+            Ok(())
+        })?;
+        // (source segment, destination atom).
+        let mut rw = PairIndex::new(segs, dst_atoms, dense);
+        scratch.for_each_key(segs, &each(false, true, false), |s, da, rules| {
+            rw.set(s, da, builder.table(rules)?);
+            Ok(())
+        })?;
+        // (source atom, destination segment), grouped by destination.
+        let mut wr = PairIndex::new(src_atoms, segs, dense);
+        scratch.for_each_key(segs, &each(true, false, true), |d, sa, rules| {
+            wr.set(sa, d, builder.table(rules)?);
+            Ok(())
+        })?;
+        // (source atom, destination atom): the lists are almost all distinct
+        // and short, so a short one is kept as a list of rules scanned at
+        // lookup (far smaller and quicker to build than a painted table);
+        // a longer one gets a table (not deduplicated).
+        let mut ww = PairIndex::new(src_atoms, dst_atoms, options.max_dense_pair_cells);
+        let mut ww_rules: Vec<u32> = Vec::new();
+        let scan_max = options.atom_scan_max;
+        scratch.for_each_key(src_atoms, &each(true, true, false), |sa, da, rules| {
+            let rules = builder.prefix(rules);
+            if rules.len() <= scan_max && ww_rules.len() < MAX_PAIR_ENTRIES {
+                ww.set(sa, da, SCANNED | ww_rules.len() as u32);
+                ww_rules.push(rules.len() as u32);
+                ww_rules.extend_from_slice(rules);
+            } else {
+                ww.set(sa, da, builder.fresh_table(rules)?);
+            }
+            Ok(())
+        })?;
         Ok(AtomTables {
             src_atom: src.of_segment.clone().into_boxed_slice(),
             dst_atom: dst.of_segment.clone().into_boxed_slice(),
@@ -1185,13 +1246,89 @@ impl AtomPlan {
             rw,
             wr,
             ww,
+            ww_rules: ww_rules.into_boxed_slice(),
         })
+    }
+}
+
+/// Buffers for grouping (row, column, rule) triples by key.
+#[derive(Default)]
+struct KeyScratch {
+    start: Vec<u32>,
+    items: Vec<u64>,
+    list: Vec<u32>,
+}
+
+impl KeyScratch {
+    /// Calls `add(row, column, rules)` once per distinct key that `each`
+    /// emits (rows below `rows` only), with the key's rules ascending. `each`
+    /// must emit in rule order. Counting sort by row (stable, so rules stay
+    /// ascending), then a small sort by (column, rule) within each row.
+    fn for_each_key<E>(
+        &mut self,
+        rows: usize,
+        each: &E,
+        mut add: impl FnMut(u32, u32, &[u32]) -> Result<(), CompileError>,
+    ) -> Result<(), CompileError>
+    where
+        E: Fn(&mut dyn FnMut(u32, u32, u32)),
+    {
+        self.start.clear();
+        self.start.resize(rows + 1, 0);
+        let start = &mut self.start;
+        let mut total = 0usize;
+        each(&mut |row, _, _| {
+            if let Some(n) = start.get_mut(row as usize + 1) {
+                *n += 1;
+                total += 1;
+            }
+        });
+        if total > MAX_PAIR_ENTRIES {
+            return Err(CompileError::TooLarge {
+                what: "atom-pair rule entries",
+                count: total,
+                limit: MAX_PAIR_ENTRIES,
+            });
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        self.items.clear();
+        self.items.resize(total, 0);
+        let items = &mut self.items;
+        // `fill[row]` = next free slot of the row; the row's start is
+        // recovered afterwards as the previous row's end.
+        each(&mut |row, col, rule| {
+            if let Some(at) = start.get_mut(row as usize) {
+                if let Some(slot) = items.get_mut(*at as usize) {
+                    *slot = (u64::from(col) << 32) | u64::from(rule);
+                }
+                *at += 1;
+            }
+        });
+        let mut from = 0usize;
+        for (row, &end) in self.start.iter().take(rows).enumerate() {
+            let end = end as usize;
+            let Some(cells) = self.items.get_mut(from..end) else {
+                break;
+            };
+            from = end;
+            cells.sort_unstable();
+            for group in cells.chunk_by(|a, b| a >> 32 == b >> 32) {
+                let col = group.first().map_or(0, |&g| (g >> 32) as u32);
+                self.list.clear();
+                self.list.extend(group.iter().map(|&g| g as u32));
+                add(row as u32, col, &self.list)?;
+            }
+        }
+        Ok(())
     }
 }
 
 /// Atoms mode: every rule with two segment lists, split into (whole atoms
 /// or residue segments) × (whole atoms or residue segments), indexed by the
-/// four kinds of keys. A segment pair (s, d) probes each kind once.
+/// four kinds of keys. A segment pair (s, d) probes each kind once; the
+/// probes are independent loads.
 #[derive(Debug)]
 struct AtomTables {
     /// Per segment index: its source / destination atom (0 for unknown).
@@ -1203,26 +1340,50 @@ struct AtomTables {
     rw: PairIndex,
     /// (source atom, destination segment).
     wr: PairIndex,
-    /// (source atom, destination atom).
+    /// (source atom, destination atom): a table id, or `SCANNED | at` for
+    /// a short rule list kept as `ww_rules[at]` (its length) followed by
+    /// its rules, ascending.
     ww: PairIndex,
+    ww_rules: Box<[u32]>,
 }
 
+/// Marks an atom-pair cell that holds a rule list to scan, not a table.
+const SCANNED: u32 = 1 << 31;
+
 impl AtomTables {
-    /// First rule with two segment lists matching `q`, or `NO_RULE`.
+    /// First rule with two segment lists matching `q` before `best`, or
+    /// `best`.
     #[inline]
-    fn first_match(&self, q: &FlowQuery, tables: &Tables) -> u32 {
+    fn first_match(&self, q: &FlowQuery, tables: &Tables, claims: &RuleClaims, best: u32) -> u32 {
         let sa = self.src_atom.get(q.src as usize).copied().unwrap_or(0);
         let da = self.dst_atom.get(q.dst as usize).copied().unwrap_or(0);
+        let cell = self.ww.get(sa, da);
         let found = [
             self.rr.get(q.src, q.dst),
             self.rw.get(q.src, da),
             self.wr.get(sa, q.dst),
-            self.ww.get(sa, da),
         ];
-        let mut best = NO_RULE;
+        let mut best = best;
         for table in found {
             if table != NO_TABLE {
                 best = best.min(tables.lookup(table, q.proto, q.port));
+            }
+        }
+        if cell == NO_TABLE {
+            return best;
+        }
+        if cell & SCANNED == 0 {
+            return best.min(tables.lookup(cell, q.proto, q.port));
+        }
+        // A short list: the first of its rules (before `best`) that matches.
+        let at = (cell & !SCANNED) as usize;
+        let len = self.ww_rules.get(at).copied().unwrap_or(0) as usize;
+        for &rule in self.ww_rules.get(at + 1..at + 1 + len).unwrap_or(&[]) {
+            if rule >= best {
+                break;
+            }
+            if claims.matches_packed(rule, q.proto, q.port) {
+                return rule;
             }
         }
         best
@@ -1235,7 +1396,19 @@ struct RuleClaims {
     /// Per rule: `claims[start[r]..start[r + 1]]`.
     start: Box<[u32]>,
     claims: Box<[ScanClaim]>,
+    /// Per rule: up to `SLOTS` claims packed in one 32-byte record, so a
+    /// scan reads one record per rule (independent loads, no branch per
+    /// claim). Encoding: `proto | lo << 16 | hi << 32`; unused slots never
+    /// match; a rule with more claims has `OVERFLOW` in its last slot and
+    /// is checked through `claims`.
+    slots: Box<[[u64; SLOTS]]>,
 }
+
+const SLOTS: usize = 4;
+/// A slot that matches nothing (protocol 511 never asked, empty range).
+const EMPTY_SLOT: u64 = 511 | (1 << 16);
+/// Last slot of a rule whose claims do not fit.
+const OVERFLOW: u64 = 510;
 
 /// `proto` is the protocol number, or `ANY_PROTO` for an `any` spec.
 #[derive(Clone, Copy, Debug)]
@@ -1279,10 +1452,46 @@ impl RuleClaims {
             }
         }
         start.push(claims.len() as u32);
+        let slots = start
+            .windows(2)
+            .map(|w| {
+                let mine = claims.get(w[0] as usize..w[1] as usize).unwrap_or(&[]);
+                let mut slot = [EMPTY_SLOT; SLOTS];
+                if mine.len() > SLOTS {
+                    slot[SLOTS - 1] = OVERFLOW;
+                } else {
+                    for (cell, c) in slot.iter_mut().zip(mine) {
+                        *cell = u64::from(c.proto) | u64::from(c.lo) << 16 | u64::from(c.hi) << 32;
+                    }
+                }
+                slot
+            })
+            .collect();
         RuleClaims {
             start: start.into_boxed_slice(),
             claims: claims.into_boxed_slice(),
+            slots,
         }
+    }
+
+    /// [`RuleClaims::matches`] from the rule's packed record: one load, no
+    /// branch per claim.
+    #[inline]
+    fn matches_packed(&self, rule: u32, proto: u8, port: u16) -> bool {
+        let Some(slot) = self.slots.get(rule as usize) else {
+            return false;
+        };
+        if slot[SLOTS - 1] == OVERFLOW {
+            return self.matches(rule, proto, port);
+        }
+        let (proto, port) = (u64::from(proto), u64::from(port));
+        let hit = |c: u64| {
+            let p = c & 0x1FF;
+            let lo = (c >> 16) & 0xFFFF;
+            let hi = (c >> 32) & 0xFFFF;
+            ((p == proto) | (p == u64::from(ANY_PROTO))) & (lo <= port) & (port <= hi)
+        };
+        hit(slot[0]) | hit(slot[1]) | hit(slot[2]) | hit(slot[3])
     }
 
     /// Does one of `rule`'s specs match? Same meaning as [`ServiceSpec::matches`].
@@ -1441,11 +1650,19 @@ struct TableBuilder {
     /// Per rule: does one of its specs match every protocol (`any`)?
     any: Vec<bool>,
     tables: Tables,
-    by_list: HashMap<Box<[u32]>, u32>,
+    /// Deduplication: (start in `lists`, length, table) of every list built
+    /// through [`TableBuilder::table`], found by the hash of the list; the
+    /// lists themselves live end to end in `lists` (no allocation per table).
+    by_list: HashTable<(u32, u32, u32)>,
+    lists: Vec<u32>,
+    hasher: DefaultHashBuilder,
+    // Scratch, reused by every table.
     claims: Vec<Claim>,
     starts: Vec<u32>,
     paint: Vec<u32>,
     next: Vec<u32>,
+    ends: Vec<u16>,
+    rules: Vec<u32>,
 }
 
 impl TableBuilder {
@@ -1480,11 +1697,15 @@ impl TableBuilder {
                 .map(|r| r.services.iter().any(|s| matches!(s, ServiceSpec::Any)))
                 .collect(),
             tables: Tables::default(),
-            by_list: HashMap::new(),
+            by_list: HashTable::new(),
+            lists: Vec::new(),
+            hasher: DefaultHashBuilder::default(),
             claims: Vec::new(),
             starts: Vec::new(),
             paint: Vec::new(),
             next: Vec::new(),
+            ends: Vec::new(),
+            rules: Vec::new(),
         }
     }
 
@@ -1504,11 +1725,22 @@ impl TableBuilder {
     /// The table of an ascending rule list, built once per distinct list.
     fn table(&mut self, list: &[u32]) -> Result<u32, CompileError> {
         let list = self.prefix(list);
-        if let Some(&table) = self.by_list.get(list) {
+        let hash = self.hasher.hash_one(list);
+        let stored = |&(start, len, _): &(u32, u32, u32)| -> &[u32] {
+            let start = start as usize;
+            self.lists.get(start..start + len as usize).unwrap_or(&[])
+        };
+        if let Some(&(_, _, table)) = self.by_list.find(hash, |e| stored(e) == list) {
             return Ok(table);
         }
         let id = self.fresh_table(list)?;
-        self.by_list.insert(list.into(), id);
+        let entry = (self.lists.len() as u32, list.len() as u32, id);
+        self.lists.extend_from_slice(list);
+        let (lists, hasher) = (&self.lists, &self.hasher);
+        self.by_list.insert_unique(hash, entry, |&(start, len, _)| {
+            let start = start as usize;
+            hasher.hash_one(lists.get(start..start + len as usize).unwrap_or(&[]))
+        });
         Ok(id)
     }
 
@@ -1517,17 +1749,25 @@ impl TableBuilder {
     /// them costs more than it saves.
     fn fresh_table(&mut self, list: &[u32]) -> Result<u32, CompileError> {
         let list = self.prefix(list);
-        let id = self.tables.heads.len();
-        if id >= MAX_TABLES {
+        let count = self.tables.count;
+        if count >= MAX_TABLES {
             return Err(CompileError::TooLarge {
                 what: "compiled tables",
-                count: id + 1,
+                count: count + 1,
                 limit: MAX_TABLES,
             });
         }
-        let id = id as u32;
+        let id = self.tables.words.len();
+        if id >= MAX_TABLE_WORDS {
+            return Err(CompileError::TooLarge {
+                what: "compiled table words",
+                count: id + 1,
+                limit: MAX_TABLE_WORDS,
+            });
+        }
         self.paint_table(list);
-        Ok(id)
+        self.tables.count += 1;
+        Ok(id as u32)
     }
 
     fn paint_table(&mut self, list: &[u32]) {
@@ -1535,39 +1775,67 @@ impl TableBuilder {
             Some(&last) if self.has_any(last) => last,
             _ => NO_RULE,
         };
+        // Every claim, in rule order (`list` ascends), then grouped by
+        // protocol (stable: rule order within each protocol).
         self.claims.clear();
         for &rule in list {
             let r = rule as usize;
             let (Some(&a), Some(&b)) = (self.rule_start.get(r), self.rule_start.get(r + 1)) else {
                 continue;
             };
-            self.claims
-                .extend_from_slice(self.rule_claims.get(a as usize..b as usize).unwrap_or(&[]));
+            for &c in self.rule_claims.get(a as usize..b as usize).unwrap_or(&[]) {
+                self.claims.push(c);
+            }
         }
-        // Within a protocol, claims stay in rule order (`list` ascends).
-        self.claims.sort_unstable_by_key(|c| (c.proto, c.rule));
-        let proto_start = self.tables.runs.len() as u32;
+        self.claims.sort_by_key(|c| c.proto);
+        let runs = self.claims.chunk_by(|a, b| a.proto == b.proto).count();
+        let words = &mut self.tables.words;
+        words.push(u64::from(other) | ((runs as u64) << 32));
+        let heads_at = words.len();
+        words.resize(heads_at + runs, 0);
         let claims = std::mem::take(&mut self.claims);
-        for group in claims.chunk_by(|a, b| a.proto == b.proto) {
+        for (i, group) in claims.chunk_by(|a, b| a.proto == b.proto).enumerate() {
+            let proto = group.first().map_or(0, |c| c.proto);
             self.paint_proto(group, other);
+            let len = self.ends.len() as u64;
+            let words = &mut self.tables.words;
+            if let Some(head) = words.get_mut(heads_at + i) {
+                *head = u64::from(proto) | (len << 8);
+            }
+            // Summary of a long run: the last end of every block, four per word.
+            let blocks = self.ends.len().div_ceil(BLOCK);
+            for first in (0..summary_words(self.ends.len())).map(|w| 4 * w) {
+                let mut packed = 0u64;
+                for lane in 0..4 {
+                    let end = if first + lane < blocks {
+                        let last = ((first + lane + 1) * BLOCK).min(self.ends.len()) - 1;
+                        self.ends.get(last).copied().unwrap_or(u16::MAX)
+                    } else {
+                        u16::MAX
+                    };
+                    packed |= u64::from(end) << (16 * lane);
+                }
+                words.push(packed);
+            }
+            words.extend(
+                self.ends
+                    .iter()
+                    .zip(&self.rules)
+                    .map(|(&end, &rule)| (u64::from(end) << 32) | u64::from(rule)),
+            );
         }
         self.claims = claims;
-        let proto_len = self.tables.runs.len() as u32 - proto_start;
-        self.tables.heads.push(Head {
-            other,
-            proto_start,
-            proto_len,
-        });
     }
 
     /// Paint the claims of one protocol, in rule order, onto the elementary
     /// intervals their bounds cut 0..=65535 into; each interval keeps the
-    /// first rule that claims it. A "next unpainted interval" union-find
-    /// makes this near-linear in the number of claims.
+    /// first rule that claims it (else `other`). Leaves the merged intervals
+    /// in `self.ends` / `self.rules`. A few claims are checked directly per
+    /// interval; beyond that a "next unpainted interval" union-find keeps it
+    /// near-linear in the number of claims.
     fn paint_proto(&mut self, claims: &[Claim], other: u32) {
-        let Some(first) = claims.first() else {
-            return;
-        };
+        /// Up to this many claims, each interval scans the claims.
+        const DIRECT: usize = 12;
         self.starts.clear();
         self.starts.push(0);
         for c in claims {
@@ -1582,25 +1850,38 @@ impl TableBuilder {
         }
         let count = self.starts.len() - 1;
         self.paint.clear();
-        self.paint.resize(count, NO_RULE);
-        self.next.clear();
-        self.next.extend(0..=count as u32);
-        let mut left = count;
-        for c in claims {
-            if left == 0 {
-                break;
+        if claims.len() <= DIRECT {
+            // An elementary interval lies wholly inside or outside each
+            // claim, so its first port decides.
+            for &lo in &self.starts[..count] {
+                let rule = claims
+                    .iter()
+                    .find(|c| u32::from(c.lo) <= lo && lo <= u32::from(c.hi))
+                    .map_or(NO_RULE, |c| c.rule);
+                self.paint.push(rule);
             }
-            let a = self.starts.partition_point(|&s| s < u32::from(c.lo));
-            let b = self.starts.partition_point(|&s| s < u32::from(c.hi) + 1);
-            let mut k = find(&mut self.next, a as u32) as usize;
-            while k < b {
-                self.paint[k] = c.rule;
-                self.next[k] = k as u32 + 1;
-                left -= 1;
-                k = find(&mut self.next, k as u32 + 1) as usize;
+        } else {
+            self.paint.resize(count, NO_RULE);
+            self.next.clear();
+            self.next.extend(0..=count as u32);
+            let mut left = count;
+            for c in claims {
+                if left == 0 {
+                    break;
+                }
+                let a = self.starts.partition_point(|&s| s < u32::from(c.lo));
+                let b = self.starts.partition_point(|&s| s < u32::from(c.hi) + 1);
+                let mut k = find(&mut self.next, a as u32) as usize;
+                while k < b {
+                    self.paint[k] = c.rule;
+                    self.next[k] = k as u32 + 1;
+                    left -= 1;
+                    k = find(&mut self.next, k as u32 + 1) as usize;
+                }
             }
         }
-        let start = self.tables.ends.len() as u32;
+        self.ends.clear();
+        self.rules.clear();
         for k in 0..count {
             let rule = if self.paint[k] == NO_RULE {
                 other
@@ -1608,21 +1889,15 @@ impl TableBuilder {
                 self.paint[k]
             };
             let end = (self.starts[k + 1] - 1) as u16;
-            if self.tables.rules.len() as u32 > start && self.tables.rules.last() == Some(&rule) {
-                if let Some(last) = self.tables.ends.last_mut() {
+            if self.rules.last() == Some(&rule) {
+                if let Some(last) = self.ends.last_mut() {
                     *last = end;
                 }
             } else {
-                self.tables.ends.push(end);
-                self.tables.rules.push(rule);
+                self.ends.push(end);
+                self.rules.push(rule);
             }
         }
-        let len = self.tables.ends.len() as u32 - start;
-        self.tables.runs.push(ProtoRun {
-            proto: first.proto,
-            start,
-            len,
-        });
     }
 
     fn finish(self) -> Tables {
@@ -1824,6 +2099,11 @@ impl CompiledPolicy {
 
     /// Distinct compiled tables (identical rule lists share one).
     pub fn table_count(&self) -> usize {
-        self.rules.tables.heads.len()
+        self.rules.tables.count
+    }
+
+    /// Bytes held by the compiled tables (their flat array alone).
+    pub fn table_bytes(&self) -> usize {
+        self.rules.tables.words.len() * std::mem::size_of::<u64>()
     }
 }

@@ -493,3 +493,70 @@ fn atoms_mode_splits_lists_into_groups_and_residue() {
 }
 
 use bulkhead_classify::{CompileOptions, CompiledPolicy, LookupMode, SegmentSet};
+
+#[test]
+fn long_port_runs_agree_with_reference_at_every_boundary() {
+    // Hundreds of overlapping port claims on one pair: protocol runs far
+    // longer than one search block (summary, lanes and last partial block
+    // all used), in every lookup mode.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u32| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % u64::from(n)) as u16
+    };
+    let mut rules = Vec::new();
+    for r in 0..300 {
+        let lo = next(65_000);
+        let hi = lo.saturating_add(next(if r % 3 == 0 { 2_000 } else { 20 }));
+        let spec = if r % 4 == 0 { udp(lo, hi) } else { tcp(lo, hi) };
+        let action = if r % 5 == 0 {
+            Action::Deny
+        } else {
+            Action::Allow
+        };
+        rules.push(rule(
+            &format!("r{r}"),
+            list(&[1]),
+            list(&[2]),
+            vec![spec],
+            action,
+        ));
+    }
+    let rs = ruleset(segments(), rules);
+    let mut ports: Vec<u16> = rs
+        .rules
+        .iter()
+        .flat_map(|r| r.services.iter())
+        .flat_map(|s| match *s {
+            ServiceSpec::Ports { lo, hi, .. } => {
+                vec![lo.saturating_sub(1), lo, hi, hi.saturating_add(1)]
+            }
+            _ => vec![],
+        })
+        .collect();
+    ports.extend([0, 1, 65_534, 65_535]);
+    let options = [
+        CompileOptions::default(),
+        CompileOptions {
+            exact_budget: 0,
+            ..CompileOptions::default()
+        },
+        CompileOptions {
+            exact_budget: 0,
+            atom_budget: 0,
+            ..CompileOptions::default()
+        },
+    ];
+    for options in options {
+        let cp = CompiledPolicy::compile_with(&rs, &options).unwrap();
+        let both = Both { rs: rs.clone(), cp };
+        for &port in &ports {
+            for proto in [TCP, UDP, ICMP] {
+                both.decide(1, 2, proto, port);
+                both.decide(2, 1, proto, port);
+            }
+        }
+    }
+}

@@ -91,7 +91,8 @@ fn rule_def(n: u32) -> impl Strategy<Value = RuleDef> {
     (
         selector(n),
         selector(n),
-        prop::collection::vec(spec(), 1..4),
+        // Up to 5 specs: more than the 4 packed scan slots of a rule.
+        prop::collection::vec(spec(), 1..6),
         prop::bool::weighted(0.35),
         prop::bool::weighted(0.3),
     )
@@ -340,8 +341,9 @@ fn check_agrees(rs: &Ruleset, cp: &CompiledPolicy, seed: u64) -> Result<(), Test
 /// Every compile mode: exact with a sparse pair index; the wide-rule scan
 /// with every two-list rule wide, and with a mix of narrow and wide rules;
 /// atoms mode with fine atoms (every list of two or more splits them), with
-/// the default split threshold, with one atom (every list is residue), and
-/// with sparse indices.
+/// the default split threshold, with one atom (every list is residue), with
+/// sparse indices, with every atom-pair cell painted (none scanned), and
+/// with a mix of scanned and painted cells.
 fn modes() -> Vec<(CompileOptions, LookupMode)> {
     let scan = CompileOptions {
         exact_budget: 0,
@@ -400,6 +402,22 @@ fn modes() -> Vec<(CompileOptions, LookupMode)> {
             CompileOptions {
                 atom_min: 1,
                 max_dense_pair_cells: 0,
+                ..atoms
+            },
+            LookupMode::Atoms,
+        ),
+        (
+            CompileOptions {
+                atom_min: 1,
+                atom_scan_max: 0,
+                ..atoms
+            },
+            LookupMode::Atoms,
+        ),
+        (
+            CompileOptions {
+                atom_min: 2,
+                atom_scan_max: 2,
                 ..atoms
             },
             LookupMode::Atoms,
