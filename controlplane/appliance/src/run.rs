@@ -199,7 +199,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
                 _ => {}
             }
         }
-        write_events(&engine, &mut sink, &node);
+        write_events(&engine, &mut sink, &node, cfg.events.queue);
         engine.reclaim();
         if !interval.is_zero() && last_stats.elapsed() >= interval {
             print_counters(&engine, started);
@@ -207,12 +207,15 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let mut engine = engine;
+    engine.halt();
+    // Events emitted during the last bursts: the queues are finite now.
+    write_events(&engine, &mut sink, &node, usize::MAX);
+    let _ = sink.flush();
     let policy_handle = engine.policy().clone();
     let ports = engine.port_stats();
     let gens = engine.worker_generations();
     let final_counters = engine.stop();
-    // Events emitted during the last bursts.
-    let _ = sink.flush();
     eprintln!("bulkheadd: final counters (workers at generation {gens:?}):");
     eprint!("{}", render_counters(&final_counters));
     for (name, s) in ports {
@@ -232,11 +235,11 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     Ok(())
 }
 
-fn write_events(engine: &Engine, sink: &mut EventSink, node: &str) {
+fn write_events(engine: &Engine, sink: &mut EventSink, node: &str, max_per_worker: usize) {
     let base = engine.unix_base_ns();
     let policy = engine.policy().clone();
     let mut failed = false;
-    let n = engine.drain_events(|e| {
+    let n = engine.drain_events(max_per_worker, |e| {
         if !failed && sink.write_line(&to_json(e, node, base, &policy)).is_err() {
             failed = true;
         }

@@ -275,11 +275,15 @@ impl Engine {
         (total, per)
     }
 
-    /// Take every queued flow event.
-    pub fn drain_events(&self, mut f: impl FnMut(&FlowEvent)) -> usize {
+    /// Take queued flow events, at most `max_per_worker` from each worker's
+    /// queue. The bound matters: under a flood a worker refills its queue as
+    /// fast as it is drained, and an unbounded drain would never return to
+    /// the caller (signals, counters, shutdown).
+    pub fn drain_events(&self, max_per_worker: usize, mut f: impl FnMut(&FlowEvent)) -> usize {
         let mut n = 0;
         for q in &self.events {
-            while let Some(e) = q.pop() {
+            for _ in 0..max_per_worker {
+                let Some(e) = q.pop() else { break };
                 f(&e);
                 n += 1;
             }
@@ -310,6 +314,12 @@ impl Engine {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+
+    /// Stop the workers (ports stay open): counters and queued events can
+    /// then be read to the end. Idempotent.
+    pub fn halt(&mut self) {
+        self.shutdown();
     }
 
     /// Stop the workers, stop the ports, return the final counters.

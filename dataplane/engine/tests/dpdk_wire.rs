@@ -187,7 +187,7 @@ fn allowed_denied_and_replies_through_the_wire() {
     assert_eq!(c.tx_packets(Side::B), 2);
     assert_eq!(c.tx_packets(Side::A), 1);
     let mut kinds = Vec::new();
-    e.drain_events(|ev| kinds.push(ev.kind));
+    e.drain_events(usize::MAX, |ev| kinds.push(ev.kind));
     assert_eq!(kinds.len(), 2, "{kinds:?}");
     finish(e, &w);
 }
