@@ -12,17 +12,17 @@ bulkhead_ensure_deps
 
 P=bhdemo
 WORK=$(mktemp -d /tmp/bulkhead-demo.XXXXXX)
-BHD_PID=
-SRV_PIDS=()
+DEMO=
 cleanup() {
     set +e
-    [ -n "$BHD_PID" ] && kill "$BHD_PID" 2>/dev/null && wait "$BHD_PID" 2>/dev/null
-    for pid in "${SRV_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    [ -n "$DEMO" ] && kill "$DEMO" 2>/dev/null
+    # Every process the demo started in its namespaces (bulkheadd, servers,
+    # clients) is killed by PID there, then the namespaces are removed.
     topo_down "$P"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo; echo "==> interrupted: cleaning up"; exit 130' INT TERM
 
 echo "==> building bulkheadd and bulkctl"
 cargo build --quiet -p bulkhead-appliance -p bulkhead-cli
@@ -32,6 +32,10 @@ POLICY=configs/policies/three-tier.yaml
 echo "==> checking the policy offline"
 $BIN/bulkctl policy test "$POLICY"
 
+# The namespace part runs as a job the shell waits for: `wait` returns at
+# once on Ctrl-C, so the interrupt trap and the cleanup run immediately.
+run_demo() {
+BHD_PID=
 echo "==> creating namespaces: $P-client (web 10.0.10.5), $P-server (app 10.0.20.3, db 10.0.30.7), $P-fw (bulkheadd)"
 topo_up "$P" 10.0.10.5/8 10.0.20.3/8,10.0.30.7/8
 
@@ -50,7 +54,6 @@ grep "workers running" "$WORK/bulkheadd.log"
 echo "==> starting servers: app on 10.0.20.3:8080, db on 10.0.30.7:5432"
 for hp in 10.0.20.3:8080 10.0.30.7:5432; do
     ip netns exec "$P-server" python3 perf-lab/lib/echo_server.py "${hp%:*}" "${hp#*:}" &
-    SRV_PIDS+=($!)
 done
 sleep 0.5
 
@@ -71,8 +74,14 @@ else
 fi
 
 sleep 0.5
-kill -TERM "$BHD_PID"; wait "$BHD_PID" || true; BHD_PID=
+kill -TERM "$BHD_PID"; wait "$BHD_PID" || true
 echo "==> flow events (JSON lines)"
 cat "$WORK/events.jsonl"
 echo "==> bulkheadd log and final counters"
 cat "$WORK/bulkheadd.log"
+}
+
+run_demo &
+DEMO=$!
+wait "$DEMO"
+DEMO=

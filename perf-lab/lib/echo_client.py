@@ -1,6 +1,10 @@
 """Connect, send a message, expect it echoed: echo_client.py ADDR PORT MESSAGE [--udp]. Exit 0 on echo."""
 import socket
 import sys
+import signal
+
+# Die of SIGINT (not KeyboardInterrupt) so the calling shell sees the interrupt.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 addr, port, msg = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
 udp = "--udp" in sys.argv

@@ -2,6 +2,10 @@
 import socket
 import sys
 import threading
+import signal
+
+# Die of SIGINT (not KeyboardInterrupt) so the calling shell sees the interrupt.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 addr, port = sys.argv[1], int(sys.argv[2])
 udp = "--udp" in sys.argv

@@ -6,6 +6,10 @@ Prints "connected" or "fail: ..." first. Used to show that a policy change
 cuts a connection that is already open."""
 import socket
 import sys
+import signal
+
+# Die of SIGINT (not KeyboardInterrupt) so the calling shell sees the interrupt.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 addr, port = sys.argv[1], int(sys.argv[2])
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET

@@ -10,6 +10,10 @@ import socket
 import struct
 import sys
 import time
+import signal
+
+# Die of SIGINT (not KeyboardInterrupt) so the calling shell sees the interrupt.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def csum(data):

@@ -58,9 +58,17 @@ topo_up() {
 }
 
 topo_down() {
-    local p=$1 ns
+    local p=$1 ns i
     for ns in client server fw; do
         ip netns pids "$p-$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    done
+    # Let them exit (bulkheadd prints its final counters), at most 10 s, then force.
+    for i in $(seq 1 100); do
+        [ -z "$(for ns in client server fw; do ip netns pids "$p-$ns" 2>/dev/null; done)" ] && break
+        [ "$i" = 100 ] && for ns in client server fw; do ip netns pids "$p-$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null; done
+        sleep 0.1
+    done
+    for ns in client server fw; do
         ip netns del "$p-$ns" 2>/dev/null || true
     done
 }
