@@ -21,7 +21,7 @@
 //! - Ethernet padding after the IP packet is allowed; a frame shorter than
 //!   its IP length fields is dropped, never parsed partially.
 //!
-//! No unsafe code, no dependency on DPDK: it runs on byte slices.
+//! Safe Rust only (`forbid(unsafe_code)`), no dependency on DPDK: it runs on byte slices.
 #![forbid(unsafe_code)]
 
 pub mod build;

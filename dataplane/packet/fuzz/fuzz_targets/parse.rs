@@ -3,7 +3,7 @@
 //!
 //! No `#![forbid(unsafe_code)]` here: `fuzz_target!` expands to the
 //! `#[no_mangle] extern "C"` entry point libFuzzer calls, which that lint
-//! rejects. This crate holds no unsafe code of its own.
+//! rejects. This crate holds no unchecked code of its own.
 #![no_main]
 
 use bulkhead_packet::{parse, DropReason, Fragment, ParseConfig, Parsed};
