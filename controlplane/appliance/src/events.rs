@@ -35,10 +35,16 @@ pub fn to_json(
     unix_base_ns: u128,
     policy: &PolicyHandle,
 ) -> serde_json::Value {
+    // Names from the generation that judged the connection; once that
+    // snapshot is reclaimed, segment names from the current one (segment ids
+    // are stable across revisions) and the rule by index and generation.
     let snap = policy.snapshot_of(e.generation);
+    let current = policy.load();
     let seg_name = |id: u32| -> String {
-        snap.as_ref()
-            .and_then(|s| {
+        [snap.as_deref(), Some(&*current)]
+            .into_iter()
+            .flatten()
+            .find_map(|s| {
                 let p = &s.policy;
                 p.segment_index(bulkhead_classify::SegmentId(id))
                     .map(|i| p.segment_name(i).to_string())
@@ -54,7 +60,7 @@ pub fn to_json(
                     .rule_name(bulkhead_classify::RuleRef::Rule(e.rule))
                     .to_string()
             })
-            .unwrap_or_else(|| format!("rule#{}", e.rule))
+            .unwrap_or_else(|| format!("rule#{}@generation{}", e.rule, e.generation))
     };
     let t = e.tuple;
     let time_ns = unix_base_ns + u128::from(e.time_ns);

@@ -109,6 +109,10 @@ fn sanitize(s: &str) -> String {
 
 /// Run the appliance until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), RunError> {
+    // First: a signal during start-up is then handled by the loop below,
+    // not by the default action (which would kill the process mid start-up).
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
+        .map_err(RunError::Signals)?;
     let policy = load_policy(&cfg.policy.file)?;
     let args = eal_args(&cfg);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -172,8 +176,6 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     })?;
     let (nseg, nrules) = (policy.segment_count(), policy.rule_count());
     let engine = Engine::start(&eal, ecfg, policy)?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
-        .map_err(RunError::Signals)?;
     eprintln!(
         "bulkheadd: {} workers running on cores {:?}; {} wire(s); policy {} generation 1 ({} segments, {} rules)",
         cfg.dataplane.workers.len(),

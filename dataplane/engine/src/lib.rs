@@ -144,7 +144,10 @@ impl Engine {
         let mut events = Vec::new();
         let mut threads = Vec::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        for (i, &core) in cfg.workers.iter().enumerate() {
+        // Everything that can fail is built before any thread starts, so a
+        // failure leaves no worker running.
+        let mut workers = Vec::new();
+        for i in 0..nworkers {
             let mut wires = Vec::new();
             for pair in ports.chunks_mut(2) {
                 wires.push(worker::WireQueues {
@@ -166,7 +169,7 @@ impl Engine {
                 queue.clone(),
             )
             .map_err(|e| EngineError::Conntrack(e.to_string()))?;
-            let w = worker::Worker {
+            workers.push(worker::Worker {
                 index: i,
                 wires,
                 pipeline,
@@ -176,10 +179,16 @@ impl Engine {
                 idle: cfg.idle,
                 tsc_hz,
                 base_tsc,
-            };
+            });
+            shared.push(counters);
+            events.push(queue);
+        }
+        let mut spawn_error = None;
+        for (w, &core) in workers.into_iter().zip(cfg.workers.iter()) {
+            let i = w.index;
             let eal2 = eal.clone();
             let ready = ready_tx.clone();
-            let handle = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("bh-worker-{i}"))
                 .spawn(move || {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
@@ -196,11 +205,14 @@ impl Engine {
                     let _ = ready.send(Ok(()));
                     drop(ready);
                     w.run();
-                })
-                .map_err(|e| EngineError::Start(i, e.to_string()))?;
-            shared.push(counters);
-            events.push(queue);
-            threads.push(handle);
+                });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    spawn_error = Some(EngineError::Start(i, e.to_string()));
+                    break;
+                }
+            }
         }
         drop(ready_tx);
         let mut engine = Engine {
@@ -214,6 +226,10 @@ impl Engine {
             unix_base_ns,
             _eal: eal.clone(),
         };
+        if let Some(e) = spawn_error {
+            engine.shutdown();
+            return Err(e);
+        }
         for i in 0..nworkers {
             match ready_rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(Ok(())) => {}

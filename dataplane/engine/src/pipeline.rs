@@ -8,15 +8,18 @@
 //! a new connection, a re-judgement after a policy change, an ICMP error,
 //! an event — is `#[cold]`.
 //!
-//! Connection keys hold, for each endpoint, its *address segment*: the segment
-//! of the frame's VLAN when that VLAN belongs to a segment, else the
-//! longest-prefix segment of the address. A virtual wire passes frames
-//! unchanged, so both directions of a connection carry the same VLAN and map
-//! to the same key, and equal addresses in different VLAN segments never share
-//! one. Rules still judge with the spec's placement (source: VLAN, else
-//! prefix, with anti-spoofing; destination: prefix). Anti-spoofing applies
-//! to packets that open connections; later packets must match a tracked
-//! connection exactly.
+//! Connection keys hold the addresses, ports and protocol, and in place of
+//! segments the frame's VLAN domain (VLAN ID + 1, 0 when untagged). A virtual
+//! wire passes frames unchanged, so both directions carry the same VLAN; the
+//! VLAN and an address determine that address's segment under any policy
+//! (VLAN segment if listed, else longest prefix), so equal addresses in
+//! different segments never share a key. Unlike placed segments, the domain
+//! does not change when a new policy moves an address to another segment:
+//! the connection is then found and judged again under the new placement,
+//! kept if allowed and cut if denied. Rules judge with the spec's placement
+//! (source: VLAN, else prefix, with anti-spoofing; destination: prefix).
+//! Anti-spoofing applies to packets that open connections; later packets
+//! must match a tracked connection exactly.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -40,6 +43,10 @@ use crate::BURST;
 /// touch misses) behind the parsing of the frames in between. Tuned with
 /// `benches/benches/pipeline.rs`.
 const DATA_PREFETCH_DISTANCE: usize = 4;
+
+const ICMP: u8 = 1;
+/// ICMP redirect: changes a host's routing, never accepted as "related".
+const ICMP_REDIRECT: u16 = 5;
 
 const PROTO_TCP: u8 = 6;
 
@@ -186,7 +193,7 @@ impl Pipeline {
                             p.tuple
                         }
                     };
-                    let (key, ks) = conn_key(snap, p.vlan, &tuple);
+                    let (key, ks) = conn_key(p.vlan, &tuple);
                     self.keys[i] = key;
                     self.key_side[i] = ks;
                     self.hashes[i] = self.ct.hash(&key);
@@ -215,7 +222,7 @@ impl Pipeline {
             let fate = match self.stage[i] {
                 Stage::Done => fates[i],
                 Stage::Lookup(p) => self.tracked(snap, side, i, &p, frames[i].len() as u32, now),
-                Stage::IcmpError(p) => self.icmp_error(snap, i, &p),
+                Stage::IcmpError(p) => self.icmp_error(snap, i, &p, now),
             };
             fates[i] = fate;
             self.counters.drop(fate);
@@ -246,7 +253,19 @@ impl Pipeline {
         let Some(dir) = self.ct.dir_of(id, self.key_side[i]) else {
             return self.new_connection(snap, side, i, p, len, now);
         };
-        if self.ct.entry(id).map(Entry::generation) != Some(snap.generation) {
+        let (expired, current) = match self.ct.entry(id) {
+            Some(e) => (
+                self.ct.is_expired(e, now),
+                e.generation() == snap.generation,
+            ),
+            None => (true, true),
+        };
+        if expired {
+            // Dead already (the expiry walk has not reached it): a new connection.
+            self.close(snap, id, EventKind::Closed, now);
+            return self.new_connection(snap, side, i, p, len, now);
+        }
+        if !current {
             if let Some(fate) = self.rejudge(snap, id, p.vlan, now) {
                 return fate;
             }
@@ -374,10 +393,7 @@ impl Pipeline {
         let init = key.endpoint(e.initiator());
         let resp = key.endpoint(e.initiator().other());
         let policy = &snap.policy;
-        let src = match vlan.and_then(|v| policy.vlan_segment(v)) {
-            Some(s) => s,
-            None => place_dst(snap, init.addr),
-        };
+        let src = initiator_segment(snap, vlan, init.addr);
         let dst = place_dst(snap, resp.addr);
         let proto = key.proto();
         let d = policy.decide(&FlowQuery {
@@ -407,14 +423,40 @@ impl Pipeline {
     }
 
     /// An ICMP error: related to a tracked connection passes; otherwise the
-    /// rules judge it like a new flow (never tracked).
+    /// rules judge it like a new flow (never tracked). Related means: it goes
+    /// back to the sender of the packet it quotes, it is not a redirect, and
+    /// the quoted connection is live and allowed under the current policy.
     #[cold]
     #[inline(never)]
-    fn icmp_error(&mut self, snap: &PolicySnapshot, i: usize, p: &IpPacket) -> Fate {
-        if self.ct.lookup(&self.keys[i], self.hashes[i]).is_some() {
-            return Fate::Forward;
-        }
+    fn icmp_error(&mut self, snap: &PolicySnapshot, i: usize, p: &IpPacket, now: u64) -> Fate {
         let t = &p.tuple;
+        let back_to_sender = p.icmp_error.is_some_and(|q| q.tuple.src == t.dst);
+        let redirect = t.proto == ICMP && t.svc == ICMP_REDIRECT;
+        if back_to_sender && !redirect {
+            let found = if self.changed {
+                self.ct.lookup(&self.keys[i], self.hashes[i])
+            } else {
+                self.found[i]
+            };
+            if let Some(id) = found {
+                let (expired, current) = match self.ct.entry(id) {
+                    Some(e) => (
+                        self.ct.is_expired(e, now),
+                        e.generation() == snap.generation,
+                    ),
+                    None => (true, false),
+                };
+                if !expired {
+                    if current {
+                        return Fate::Forward;
+                    }
+                    return match self.rejudge(snap, id, p.vlan, now) {
+                        None => Fate::Forward,
+                        Some(fate) => fate,
+                    };
+                }
+            }
+        }
         let Ok(src) = place_src(snap, p.vlan, t.src) else {
             return Fate::Engine(EngineDrop::Spoofed);
         };
@@ -533,32 +575,40 @@ fn place_src(snap: &PolicySnapshot, vlan: Option<u16>, a: Addr) -> Result<SegIdx
     }
 }
 
-/// The connection key of a flow seen in a frame with `vlan` (see the module
-/// docs for the address-segment rule).
+/// The connection key of a flow seen in a frame with `vlan`: both endpoint
+/// "segment" fields hold the frame's VLAN domain (VLAN ID + 1, 0 untagged).
+/// See the module docs for why this, not the placed segments, is the key.
 #[inline]
-fn conn_key(
-    snap: &PolicySnapshot,
-    vlan: Option<u16>,
-    t: &FlowTuple,
-) -> (ConnKey, bulkhead_conntrack::Side) {
-    let policy = &snap.policy;
-    let (s, d) = match vlan.and_then(|v| policy.vlan_segment(v)) {
-        Some(seg) => (seg, seg),
-        None => (place_dst(snap, t.src), place_dst(snap, t.dst)),
-    };
+fn conn_key(vlan: Option<u16>, t: &FlowTuple) -> (ConnKey, bulkhead_conntrack::Side) {
+    let domain = vlan.map_or(0, |v| u32::from(v) + 1);
     ConnKey::new(
         Endpoint {
-            seg: policy.segment_id(s).0,
+            seg: domain,
             addr: t.src,
             port: t.sport,
         },
         Endpoint {
-            seg: policy.segment_id(d).0,
+            seg: domain,
             addr: t.dst,
             port: t.dport,
         },
         t.proto,
     )
+}
+
+/// The VLAN of a key's domain (see [`conn_key`]).
+#[inline]
+fn domain_vlan(domain: u32) -> Option<u16> {
+    domain.checked_sub(1).and_then(|v| u16::try_from(v).ok())
+}
+
+/// Segment of a connection's initiator under `snap`, as the rules place a
+/// source: the VLAN's segment if listed, else the longest prefix.
+fn initiator_segment(snap: &PolicySnapshot, vlan: Option<u16>, addr: Addr) -> SegIdx {
+    match vlan.and_then(|v| snap.policy.vlan_segment(v)) {
+        Some(s) => s,
+        None => place_dst(snap, addr),
+    }
 }
 
 /// The "closed" (or "revoked") event of a connection entry.
@@ -573,6 +623,10 @@ fn closed_event(
     let init = key.endpoint(e.initiator());
     let resp = key.endpoint(e.initiator().other());
     let proto = key.proto();
+    let src_seg = snap
+        .policy
+        .segment_id(initiator_segment(snap, domain_vlan(init.seg), init.addr))
+        .0;
     let dst_seg = snap.policy.segment_id(place_dst(snap, resp.addr)).0;
     FlowEvent {
         kind,
@@ -582,7 +636,7 @@ fn closed_event(
         rule: e.rule(),
         logged: e.flags().contains(ConnFlags::LOG),
         monitor: e.flags().contains(ConnFlags::MONITOR),
-        src_segment: init.seg,
+        src_segment: src_seg,
         dst_segment: dst_seg,
         tuple: FlowTuple {
             src: init.addr,
@@ -596,7 +650,11 @@ fn closed_event(
         side: None,
         packets: [e.packets(Dir::Original), e.packets(Dir::Reply)],
         bytes: [e.bytes(Dir::Original), e.bytes(Dir::Reply)],
-        duration_ns: now.saturating_sub(e.created()),
+        // Closed entries left idle: their life ended at the last packet.
+        duration_ns: match kind {
+            EventKind::Closed => e.duration_ns(),
+            _ => now.saturating_sub(e.created()),
+        },
     }
 }
 

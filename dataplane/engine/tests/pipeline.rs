@@ -405,3 +405,76 @@ fn closed_connections_expire_with_counts() {
     assert_eq!(ev.tuple.dport, 53);
     assert_eq!((ev.src_segment, ev.dst_segment), (10, 20));
 }
+
+#[test]
+fn icmp_errors_must_go_back_to_the_quoted_sender_and_redirects_are_never_related() {
+    let snap = snapshot(1, POLICY);
+    let (mut p, _q) = pipeline(1024);
+    let probe = udp(v4(WEB, APP), 5353, 53);
+    assert_eq!(one(&mut p, &snap, Side::A, &probe, 1), Fate::Forward);
+    // An error quoting that tracked flow but addressed to db, not to web.
+    let mut misaddressed = Vec::new();
+    build::icmp_error(
+        &mut misaddressed,
+        &v4(APP, DB),
+        3,
+        3,
+        build::ip_packet(&probe),
+    );
+    assert_eq!(
+        one(&mut p, &snap, Side::B, &misaddressed, 2),
+        Fate::Engine(EngineDrop::IcmpUnrelated)
+    );
+    // A redirect back to web about the tracked flow.
+    let mut redirect = Vec::new();
+    build::icmp_error(&mut redirect, &v4(APP, WEB), 5, 1, build::ip_packet(&probe));
+    assert_eq!(
+        one(&mut p, &snap, Side::B, &redirect, 3),
+        Fate::Engine(EngineDrop::IcmpUnrelated)
+    );
+    // The genuine error still passes.
+    let mut genuine = Vec::new();
+    build::icmp_error(&mut genuine, &v4(APP, WEB), 3, 3, build::ip_packet(&probe));
+    assert_eq!(one(&mut p, &snap, Side::B, &genuine, 4), Fate::Forward);
+}
+
+#[test]
+fn a_policy_that_moves_an_address_rejudges_its_connections_instead_of_losing_them() {
+    let snap1 = snapshot(1, POLICY);
+    let (mut p, q) = pipeline(1024);
+    for (i, f) in handshake(WEB, APP, 40000, 8080).iter().enumerate() {
+        let side = if i == 1 { Side::B } else { Side::A };
+        assert_eq!(one(&mut p, &snap1, side, f, i as u64), Fate::Forward);
+    }
+    // Generation 2: 10.0.20.3 moves to a new segment "api" that web may still reach on 8080.
+    let moved = POLICY.replace(
+        "rules:\n",
+        "  api:\n    id: 21\n    prefixes: [10.0.20.0/28]\nrules:\n  - { name: web-to-api, from: [web], to: [api], services: [tcp/8080], action: allow }\n",
+    );
+    let snap2 = snapshot(2, &moved);
+    let data = tcp_payload(v4(APP, WEB), 8080, 40000, ACK | PSH, b"still here");
+    assert_eq!(
+        one(&mut p, &snap2, Side::B, &data, 10),
+        Fate::Forward,
+        "allowed under the new placement"
+    );
+    assert_eq!(p.counters().v[slot::REJUDGED], 1);
+    // Generation 3: api exists but web may no longer reach it: the connection is cut.
+    let denied = moved.replace(
+        "  - { name: web-to-api, from: [web], to: [api], services: [tcp/8080], action: allow }\n",
+        "",
+    );
+    let snap3 = snapshot(3, &denied);
+    while q.pop().is_some() {}
+    assert_eq!(
+        one(&mut p, &snap3, Side::B, &data, 11),
+        Fate::Engine(EngineDrop::Revoked)
+    );
+    let ev = q.pop().expect("revoked event");
+    assert_eq!(ev.kind, EventKind::Revoked);
+    assert_eq!(
+        (ev.src_segment, ev.dst_segment),
+        (10, 21),
+        "segments as placed under the new policy"
+    );
+}
