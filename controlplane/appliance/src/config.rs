@@ -258,7 +258,13 @@ impl Config {
                 "at least one worker core is required".into(),
             );
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The cores this process may run on (taskset / cpuset aware). Checked
+        // before the EAL starts: afterwards this thread is pinned to one core.
+        let allowed: std::collections::HashSet<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
         let mut seen = std::collections::HashSet::new();
         for &c in &d.workers {
             if c >= 1024 {
@@ -267,10 +273,12 @@ impl Config {
             if !seen.insert(c) {
                 return bad("dataplane.workers", format!("core {c} is listed twice"));
             }
-            if c >= cores {
+            if !allowed.is_empty() && !allowed.contains(&c) {
+                let mut list: Vec<usize> = allowed.iter().copied().collect();
+                list.sort_unstable();
                 return bad(
                     "dataplane.workers",
-                    format!("core {c} does not exist (this machine has {cores})"),
+                    format!("core {c} is not available to this process (available: {list:?})"),
                 );
             }
         }

@@ -154,7 +154,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Err(e) = cfg.validate(Path::new("(command line)")) {
+    let origin = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(command line)"));
+    if let Err(e) = cfg.validate(&origin) {
         eprintln!("bulkheadd: {e}");
         return ExitCode::from(2);
     }

@@ -170,7 +170,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         },
         event_queue: cfg.events.queue,
     };
-    let mut sink = EventSink::open(&cfg.events.output).map_err(|source| RunError::Events {
+    let sink = EventSink::open(&cfg.events.output).map_err(|source| RunError::Events {
         output: cfg.events.output.clone(),
         source,
     })?;
@@ -186,6 +186,13 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         nrules
     );
     let node = cfg.node.name.clone();
+    let writer = EventWriter::start(
+        sink,
+        node,
+        engine.unix_base_ns(),
+        engine.policy().clone(),
+        cfg.events.queue,
+    );
     let started = Instant::now();
     let mut last_stats = Instant::now();
     let interval = Duration::from_secs(cfg.events.stats_interval);
@@ -201,7 +208,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
                 _ => {}
             }
         }
-        write_events(&engine, &mut sink, &node, cfg.events.queue);
+        writer.take_from(&engine, cfg.events.queue);
         engine.reclaim();
         if !interval.is_zero() && last_stats.elapsed() >= interval {
             print_counters(&engine, started);
@@ -212,14 +219,15 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let mut engine = engine;
     engine.halt();
     // Events emitted during the last bursts: the queues are finite now.
-    write_events(&engine, &mut sink, &node, usize::MAX);
-    let _ = sink.flush();
+    writer.take_from(&engine, usize::MAX);
+    let lost = writer.finish(Duration::from_secs(5));
     let policy_handle = engine.policy().clone();
     let ports = engine.port_stats();
     let gens = engine.worker_generations();
     let final_counters = engine.stop();
     eprintln!("bulkheadd: final counters (workers at generation {gens:?}):");
     eprint!("{}", render_counters(&final_counters));
+    eprintln!("  bulkhead_appliance_flow_events_unwritten_total {lost}");
     for (name, s) in ports {
         eprintln!(
             "  port {name}: rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}, rx errors {}, tx errors {}",
@@ -237,17 +245,84 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     Ok(())
 }
 
-fn write_events(engine: &Engine, sink: &mut EventSink, node: &str, max_per_worker: usize) {
-    let base = engine.unix_base_ns();
-    let policy = engine.policy().clone();
-    let mut failed = false;
-    let n = engine.drain_events(max_per_worker, |e| {
-        if !failed && sink.write_line(&to_json(e, node, base, &policy)).is_err() {
-            failed = true;
+/// Writes flow events on its own thread, so a slow or stalled consumer (a
+/// full pipe) never blocks the control loop: signals, reloads and shutdown
+/// keep working. The hand-off is bounded; when full, events are dropped and
+/// counted (`bulkhead_appliance_flow_events_unwritten_total`).
+struct EventWriter {
+    tx: Option<std::sync::mpsc::SyncSender<bulkhead_engine::events::FlowEvent>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventWriter {
+    fn start(
+        mut sink: EventSink,
+        node: String,
+        unix_base_ns: u128,
+        policy: std::sync::Arc<bulkhead_engine::handover::PolicyHandle>,
+        bound: usize,
+    ) -> EventWriter {
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<bulkhead_engine::events::FlowEvent>(bound.max(1));
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lost2 = lost.clone();
+        let handle = std::thread::Builder::new()
+            .name("bh-events".into())
+            .spawn(move || {
+                let mut failed = false;
+                while let Ok(e) = rx.recv() {
+                    let mut batch = vec![e];
+                    batch.extend(rx.try_iter().take(4096));
+                    for e in &batch {
+                        if failed || sink.write_line(&to_json(e, &node, unix_base_ns, &policy)).is_err() {
+                            if !failed {
+                                eprintln!("bulkheadd: cannot write flow events; counting them as unwritten");
+                            }
+                            failed = true;
+                            lost2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    if !failed && sink.flush().is_err() {
+                        failed = true;
+                    }
+                }
+                let _ = sink.flush();
+            })
+            .ok();
+        EventWriter {
+            tx: Some(tx),
+            handle,
+            lost,
         }
-    });
-    if n > 0 && (sink.flush().is_err() || failed) {
-        eprintln!("bulkheadd: cannot write flow events");
+    }
+
+    /// Move up to `max_per_worker` events per worker queue to the writer.
+    fn take_from(&self, engine: &Engine, max_per_worker: usize) {
+        let Some(tx) = &self.tx else { return };
+        engine.drain_events(max_per_worker, |e| {
+            if tx.try_send(*e).is_err() {
+                self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Close the hand-off and wait (bounded) for the writer to drain it.
+    /// Returns how many events were dropped or could not be written.
+    fn finish(mut self, wait: Duration) -> u64 {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let deadline = Instant::now() + wait;
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                eprintln!("bulkheadd: flow-event output is stalled; leaving it");
+            }
+        }
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -8,8 +8,22 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn sigterm_stops_bulkheadd_promptly_under_a_denied_flood() {
+    flood(false);
+}
+
+/// Events to a standard output pipe nobody reads: the writer blocks, the
+/// control loop must not.
+#[test]
+fn a_stalled_event_consumer_does_not_block_shutdown() {
+    flood(true);
+}
+
+fn flood(stalled_stdout: bool) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::temp_dir().join(format!("bulkheadd-flood-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "bulkheadd-flood-{}-{stalled_stdout}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("flood.pcap");
     let st = Command::new("python3")
@@ -30,8 +44,16 @@ fn sigterm_stops_bulkheadd_promptly_under_a_denied_flood() {
         ))
         .arg("net_null0,no-rx=1")
         .args(["--mbufs", "8191", "--events"])
-        .arg(dir.join("events.jsonl"))
-        .stdout(Stdio::null())
+        .arg(if stalled_stdout {
+            "-".into()
+        } else {
+            dir.join("events.jsonl")
+        })
+        .stdout(if stalled_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start bulkheadd");
@@ -80,10 +102,14 @@ fn sigterm_stops_bulkheadd_promptly_under_a_denied_flood() {
         dropped > 0,
         "the flood overflowed the event queue and the loss was counted:\n{text}"
     );
-    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
-    assert!(events
-        .lines()
-        .take(100)
-        .all(|l| l.contains("\"event\":\"denied\"")));
+    if stalled_stdout {
+        assert!(text.contains("flow_events_unwritten_total"), "{text}");
+    } else {
+        let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+        assert!(events
+            .lines()
+            .take(100)
+            .all(|l| l.contains("\"event\":\"denied\"")));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

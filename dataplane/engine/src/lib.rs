@@ -56,7 +56,7 @@ pub struct EngineConfig {
     pub idle: IdleMode,
     pub pass_non_ip: bool,
     pub pass_fragments: bool,
-    /// Connection-table slots per worker.
+    /// Most connections tracked at once per worker (the table gets twice as many index slots).
     pub conntrack_capacity: usize,
     pub timeouts: Timeouts,
     pub event_mode: EventMode,
