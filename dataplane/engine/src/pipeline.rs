@@ -230,6 +230,30 @@ impl Pipeline {
         self.counters.conns = self.ct.len() as u64;
     }
 
+    /// The table entry for packet `i`'s key: the batch result, unless a slow
+    /// path inserted or removed earlier in this burst.
+    #[inline]
+    fn looked_up(&self, i: usize) -> Option<EntryId> {
+        if self.changed {
+            self.ct.lookup(&self.keys[i], self.hashes[i])
+        } else {
+            self.found[i]
+        }
+    }
+
+    /// `(expired, judged under the current generation)` of an entry; a stale
+    /// handle counts as expired.
+    #[inline]
+    fn status(&self, id: EntryId, snap: &PolicySnapshot, now: u64) -> (bool, bool) {
+        match self.ct.entry(id) {
+            Some(e) => (
+                self.ct.is_expired(e, now),
+                e.generation() == snap.generation,
+            ),
+            None => (true, false),
+        }
+    }
+
     /// A packet to match against the connection table.
     #[inline]
     fn tracked(
@@ -241,25 +265,13 @@ impl Pipeline {
         len: u32,
         now: u64,
     ) -> Fate {
-        let found = if self.changed {
-            // A slow path inserted or removed earlier in this burst.
-            self.ct.lookup(&self.keys[i], self.hashes[i])
-        } else {
-            self.found[i]
-        };
-        let Some(id) = found else {
+        let Some(id) = self.looked_up(i) else {
             return self.new_connection(snap, side, i, p, len, now);
         };
         let Some(dir) = self.ct.dir_of(id, self.key_side[i]) else {
             return self.new_connection(snap, side, i, p, len, now);
         };
-        let (expired, current) = match self.ct.entry(id) {
-            Some(e) => (
-                self.ct.is_expired(e, now),
-                e.generation() == snap.generation,
-            ),
-            None => (true, true),
-        };
+        let (expired, current) = self.status(id, snap, now);
         if expired {
             // Dead already (the expiry walk has not reached it): a new connection.
             self.close(snap, id, EventKind::Closed, now);
@@ -433,19 +445,8 @@ impl Pipeline {
         let back_to_sender = p.icmp_error.is_some_and(|q| q.tuple.src == t.dst);
         let redirect = t.proto == ICMP && t.svc == ICMP_REDIRECT;
         if back_to_sender && !redirect {
-            let found = if self.changed {
-                self.ct.lookup(&self.keys[i], self.hashes[i])
-            } else {
-                self.found[i]
-            };
-            if let Some(id) = found {
-                let (expired, current) = match self.ct.entry(id) {
-                    Some(e) => (
-                        self.ct.is_expired(e, now),
-                        e.generation() == snap.generation,
-                    ),
-                    None => (true, false),
-                };
+            if let Some(id) = self.looked_up(i) {
+                let (expired, current) = self.status(id, snap, now);
                 if !expired {
                     if current {
                         return Fate::Forward;
