@@ -141,12 +141,15 @@ struct PortInner {
 
 impl Drop for PortInner {
     fn drop(&mut self) {
+        // Close and forget the port under the registry lock: closing frees the
+        // port id, and `from_rings` (which allocates ids under the same lock)
+        // must not be handed this id while it is still listed as configured.
+        let mut reg = registry();
         // SAFETY: the last handle of a port we configured: no queue handle is polling it.
         unsafe {
             sys::rte_eth_dev_stop(self.id);
             sys::rte_eth_dev_close(self.id);
         }
-        let mut reg = registry();
         reg.configured.retain(|&p| p != self.id);
         reg.ring_backing.retain(|(p, _)| *p != self.id);
     }
