@@ -268,10 +268,16 @@ impl Pipeline {
         let Some(id) = self.looked_up(i) else {
             return self.new_connection(snap, side, i, p, len, now);
         };
-        let Some(dir) = self.ct.dir_of(id, self.key_side[i]) else {
+        // One look at the entry: direction, liveness and generation.
+        let Some((dir, expired, current)) = self.ct.entry(id).map(|e| {
+            (
+                e.dir(self.key_side[i]),
+                self.ct.is_expired(e, now),
+                e.generation() == snap.generation,
+            )
+        }) else {
             return self.new_connection(snap, side, i, p, len, now);
         };
-        let (expired, current) = self.status(id, snap, now);
         if expired {
             // Dead already (the expiry walk has not reached it): a new connection.
             self.close(snap, id, EventKind::Closed, now);
