@@ -42,6 +42,7 @@ fn snapshot() -> PolicySnapshot {
     PolicySnapshot::new(
         1,
         CompiledPolicy::compile(loaded.policy.ruleset()).expect("compiles"),
+        1,
     )
 }
 
@@ -54,8 +55,12 @@ fn pipeline(capacity: usize) -> Pipeline {
             event_mode: EventMode::Off,
             conntrack_capacity: capacity,
             timeouts: bulkhead_conntrack::Timeouts::default(),
+            quotas: bulkhead_conntrack::Quotas::UNLIMITED,
+            fold: bulkhead_engine::fold::FoldConfig::default(),
+            hash_seed: 0x1234_5678_9abc_def1,
         },
         Arc::new(ArrayQueue::new(1)),
+        Arc::new(bulkhead_engine::zones::ZoneConfig::default()),
     )
     .expect("pipeline")
 }

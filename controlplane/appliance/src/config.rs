@@ -72,6 +72,24 @@ pub struct WireConfig {
     pub a: String,
     /// DPDK device arguments of port B.
     pub b: String,
+    /// Zones of sides A and B (where frames entering there attach; see the
+    /// policy's segment `zones`). Absent: no zone.
+    #[serde(default)]
+    pub zones: Option<[String; 2]>,
+    /// Per-VLAN zones on a side, overriding the side's zone (the outer tag
+    /// of a QinQ frame is the one matched).
+    #[serde(default)]
+    pub vlan_zones: Vec<VlanZone>,
+}
+
+/// A zone bound to one VLAN on one side of a wire.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VlanZone {
+    /// `a` or `b`.
+    pub side: String,
+    pub vlan: u16,
+    pub zone: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -109,6 +127,10 @@ pub struct DataplaneConfig {
     /// Forward non-first IP fragments (default: drop and count).
     #[serde(default)]
     pub pass_fragments: bool,
+    /// Zones router advertisements may come from (RA guard, RFC 6105);
+    /// empty: none pass.
+    #[serde(default)]
+    pub router_zones: Vec<String>,
 }
 
 fn default_eal() -> Vec<String> {
@@ -136,6 +158,14 @@ pub struct ConntrackConfig {
     /// Timeouts in seconds; absent keys keep the documented defaults.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// Most connections one source address may have tracked per worker
+    /// (0: unlimited; default: capacity / 8).
+    #[serde(default)]
+    pub per_source_limit: Option<u32>,
+    /// Most connections the sources of one segment may have tracked per
+    /// worker (0: unlimited; default: capacity * 3 / 4).
+    #[serde(default)]
+    pub per_segment_limit: Option<u32>,
 }
 
 impl Default for ConntrackConfig {
@@ -143,6 +173,19 @@ impl Default for ConntrackConfig {
         ConntrackConfig {
             capacity: default_capacity(),
             timeouts: TimeoutsConfig::default(),
+            per_source_limit: None,
+            per_segment_limit: None,
+        }
+    }
+}
+
+impl ConntrackConfig {
+    /// The quotas, defaults filled in from the capacity.
+    pub fn quotas(&self) -> bulkhead_conntrack::Quotas {
+        let d = bulkhead_conntrack::Quotas::defaults_for(self.capacity);
+        bulkhead_conntrack::Quotas {
+            per_source: self.per_source_limit.unwrap_or(d.per_source),
+            per_segment: self.per_segment_limit.unwrap_or(d.per_segment),
         }
     }
 }
@@ -190,6 +233,15 @@ pub struct EventsConfig {
     /// Print counters to stderr every this many seconds (0 = only at exit).
     #[serde(default)]
     pub stats_interval: u64,
+    /// Repeated denials of one source, destination segment and service
+    /// within this many milliseconds are reported once, with a count
+    /// (0: report each).
+    #[serde(default = "default_fold_ms")]
+    pub deny_fold_ms: u64,
+    /// Denial events reported per second per worker; the rest are counted
+    /// only (0: unlimited).
+    #[serde(default = "default_deny_rate")]
+    pub deny_rate: u32,
 }
 
 impl Default for EventsConfig {
@@ -199,8 +251,28 @@ impl Default for EventsConfig {
             mode: EventModeConfig::default(),
             queue: default_queue(),
             stats_interval: 0,
+            deny_fold_ms: default_fold_ms(),
+            deny_rate: default_deny_rate(),
         }
     }
+}
+
+impl EventsConfig {
+    /// The dataplane's folding settings.
+    pub fn fold(&self) -> bulkhead_engine::fold::FoldConfig {
+        bulkhead_engine::fold::FoldConfig {
+            interval_ns: self.deny_fold_ms.saturating_mul(1_000_000),
+            rate_per_sec: self.deny_rate,
+            burst: self.deny_rate,
+        }
+    }
+}
+
+fn default_fold_ms() -> u64 {
+    1000
+}
+fn default_deny_rate() -> u32 {
+    1000
 }
 
 fn default_events_output() -> String {
@@ -211,6 +283,32 @@ fn default_queue() -> usize {
 }
 
 impl Config {
+    /// The dataplane's zone bindings.
+    pub fn zones(&self) -> bulkhead_engine::zones::ZoneConfig {
+        use bulkhead_engine::zones::{SideZones, ZoneConfig};
+        let wires = self
+            .dataplane
+            .wire
+            .iter()
+            .map(|w| {
+                let side = |i: usize, name: &str| SideZones {
+                    zone: w.zones.as_ref().map(|z| z[i].clone()),
+                    vlans: w
+                        .vlan_zones
+                        .iter()
+                        .filter(|v| v.side == name)
+                        .map(|v| (v.vlan, v.zone.clone()))
+                        .collect(),
+                };
+                [side(0, "a"), side(1, "b")]
+            })
+            .collect();
+        ZoneConfig {
+            wires,
+            router_zones: self.dataplane.router_zones.clone(),
+        }
+    }
+
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -320,6 +418,35 @@ impl Config {
                 return bad(key, format!("{v} is outside 64..=16384"));
             }
         }
+        for w in &d.wire {
+            let names = w.zones.iter().flatten().map(String::as_str);
+            let vlan_names = w.vlan_zones.iter().map(|v| v.zone.as_str());
+            for z in names
+                .chain(vlan_names)
+                .chain(d.router_zones.iter().map(String::as_str))
+            {
+                if !valid_zone_name(z) {
+                    return bad(
+                        "dataplane.wire.zones",
+                        format!("zone name {z:?} is not a name (letters, digits, '-', '_', '.')"),
+                    );
+                }
+            }
+            for v in &w.vlan_zones {
+                if v.side != "a" && v.side != "b" {
+                    return bad(
+                        "dataplane.wire.vlan_zones",
+                        format!("side {:?} is not \"a\" or \"b\"", v.side),
+                    );
+                }
+                if !(1..=4094).contains(&v.vlan) {
+                    return bad(
+                        "dataplane.wire.vlan_zones",
+                        format!("VLAN {} is outside 1..=4094", v.vlan),
+                    );
+                }
+            }
+        }
         let c = &self.conntrack;
         if c.capacity < 64 || c.capacity > (1 << 26) {
             return bad(
@@ -355,6 +482,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A zone name: like a policy name (letters, digits, `-`, `_`, `.`), 1 to 64 bytes.
+fn valid_zone_name(z: &str) -> bool {
+    !z.is_empty()
+        && z.len() <= 64
+        && z.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The DPDK device name of device arguments (`net_ring0,x=y` → `net_ring0`).
@@ -432,5 +567,50 @@ wire = [{ a = "net_ring0", b = "net_ring1" }]
     fn device_name_strips_args() {
         assert_eq!(device_name("net_af_packet0,iface=veth-a"), "net_af_packet0");
         assert_eq!(device_name("net_ring0"), "net_ring0");
+    }
+
+    #[test]
+    fn zones_quotas_and_fold_settings() {
+        let text = r#"
+[policy]
+file = "p.yaml"
+[dataplane]
+router_zones = ["uplink"]
+wire = [{ a = "net_ring0", b = "net_ring1", zones = ["clients", "servers"], vlan_zones = [{ side = "a", vlan = 30, zone = "uplink" }] }]
+[conntrack]
+capacity = 4096
+per_source_limit = 0
+[events]
+deny_rate = 5
+"#;
+        let c = Config::parse(text, Path::new("b.toml")).unwrap();
+        let z = c.zones();
+        assert_eq!(z.wires[0][0].zone.as_deref(), Some("clients"));
+        assert_eq!(z.wires[0][0].vlans, vec![(30, "uplink".to_string())]);
+        assert_eq!(z.wires[0][1].zone.as_deref(), Some("servers"));
+        assert_eq!(z.router_zones, vec!["uplink".to_string()]);
+        let q = c.conntrack.quotas();
+        assert_eq!((q.per_source, q.per_segment), (0, 3072));
+        assert_eq!(c.events.fold().rate_per_sec, 5);
+        for (bad, key) in [
+            (r#"zones = ["a b", "c"]"#, "zone name"),
+            (
+                r#"vlan_zones = [{ side = "c", vlan = 3, zone = "z" }]"#,
+                "side",
+            ),
+            (
+                r#"vlan_zones = [{ side = "a", vlan = 4095, zone = "z" }]"#,
+                "4095",
+            ),
+        ] {
+            let t = MINIMAL.replace(
+                r#"b = "net_ring1" }"#,
+                &format!(r#"b = "net_ring1", {bad} }}"#),
+            );
+            let e = Config::parse(&t, Path::new("b.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 }

@@ -95,6 +95,10 @@ pub fn to_json(
         v["bytes_in"] = e.bytes[1].into();
         v["duration_ms"] = (e.duration_ns / 1_000_000).into();
     }
+    if e.repeats > 0 {
+        // Identical denials folded into the previous interval.
+        v["repeats"] = e.repeats.into();
+    }
     v
 }
 

@@ -35,6 +35,13 @@ struct Args {
     #[arg(long, num_args = 2, value_names = ["DEVARGS_A", "DEVARGS_B"], action = clap::ArgAction::Append)]
     wire: Vec<String>,
     /// Quick start: worker cores, e.g. `1` or `1,2` (default: 0).
+    /// Zones of the two sides of a wire: the first --zones names those of
+    /// the first --wire, and so on.
+    #[arg(long, num_args = 2, value_names = ["ZONE_A", "ZONE_B"], action = clap::ArgAction::Append, requires = "wire")]
+    zones: Vec<String>,
+    /// Zones router advertisements may come from (RA guard); none by default.
+    #[arg(long, value_delimiter = ',')]
+    router_zones: Vec<String>,
     #[arg(long, value_delimiter = ',')]
     workers: Vec<usize>,
     /// Quick start: extra EAL arguments as one string (default: "--no-huge -m 512 --no-pci").
@@ -62,12 +69,25 @@ fn quick_start_config(args: &Args) -> Result<Config, String> {
         .policy
         .clone()
         .ok_or("either --config FILE or --policy FILE --wire A B is required")?;
+    if args.zones.len() > args.wire.len() {
+        return Err(format!(
+            "--zones given {} times for {} --wire",
+            args.zones.len() / 2,
+            args.wire.len() / 2
+        ));
+    }
     let wire: Vec<WireConfig> = args
         .wire
         .chunks(2)
-        .map(|c| WireConfig {
+        .enumerate()
+        .map(|(i, c)| WireConfig {
             a: c[0].clone(),
             b: c.get(1).cloned().unwrap_or_default(),
+            zones: args
+                .zones
+                .get(2 * i..2 * i + 2)
+                .map(|z| [z[0].clone(), z[1].clone()]),
+            vlan_zones: Vec::new(),
         })
         .collect();
     let eal = args
@@ -88,13 +108,32 @@ fn quick_start_config(args: &Args) -> Result<Config, String> {
     toml.push_str(
         &wire
             .iter()
-            .map(|w| format!("{{ a = {}, b = {} }}", toml_str(&w.a), toml_str(&w.b)))
+            .map(|w| match &w.zones {
+                Some([za, zb]) => format!(
+                    "{{ a = {}, b = {}, zones = [{}, {}] }}",
+                    toml_str(&w.a),
+                    toml_str(&w.b),
+                    toml_str(za),
+                    toml_str(zb)
+                ),
+                None => format!("{{ a = {}, b = {} }}", toml_str(&w.a), toml_str(&w.b)),
+            })
             .collect::<Vec<_>>()
             .join(", "),
     );
     toml.push_str("]\n");
     if !args.workers.is_empty() {
         toml.push_str(&format!("workers = {:?}\n", args.workers));
+    }
+    if !args.router_zones.is_empty() {
+        toml.push_str(&format!(
+            "router_zones = [{}]\n",
+            args.router_zones
+                .iter()
+                .map(|z| toml_str(z))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     Config::parse(&toml, Path::new("(command line)")).map_err(|e| e.to_string())
 }

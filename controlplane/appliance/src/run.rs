@@ -169,6 +169,9 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             EventModeConfig::Off => EventMode::Off,
         },
         event_queue: cfg.events.queue,
+        quotas: cfg.conntrack.quotas(),
+        fold: cfg.events.fold(),
+        zones: cfg.zones(),
     };
     let sink = EventSink::open(&cfg.events.output).map_err(|source| RunError::Events {
         output: cfg.events.output.clone(),

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use bulkhead_conntrack::{ConnFlags, ConnKey, ConnTable, Endpoint, NewConn, Side, TableConfig};
+use bulkhead_conntrack::{ConnFlags, ConnKey, ConnTable, Endpoint, KeySide, NewConn, TableConfig};
 use bulkhead_packet::flow::v4_to_addr;
 
 fn xorshift(s: &mut u64) -> u64 {
@@ -16,16 +16,14 @@ fn xorshift(s: &mut u64) -> u64 {
 
 fn key(n: u64) -> ConnKey {
     let a = Endpoint {
-        seg: 1,
         addr: v4_to_addr(0x0a00_0000 | (n as u32 & 0xffff)),
         port: (n >> 16) as u16 | 1024,
     };
     let b = Endpoint {
-        seg: 2,
         addr: v4_to_addr(0x0a01_0001),
         port: 443,
     };
-    ConnKey::new(a, b, 6).0
+    ConnKey::new(0, a, b, 6, 0).0
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut t = ConnTable::new(&cfg)?;
     println!("bytes per connection: {}", t.bytes_per_connection());
     let new = NewConn {
-        initiator: Side::A,
+        initiator: KeySide::A,
+        src_segment: 1,
         generation: 1,
         rule: 0,
         flags: ConnFlags::NONE,
@@ -50,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let rounds = 200_000;
-    let mut keys = [ConnKey::new(Endpoint::default(), Endpoint::default(), 0).0; BURST];
+    let mut keys = [ConnKey::new(0, Endpoint::default(), Endpoint::default(), 0, 0).0; BURST];
     let mut hashes = [0u64; BURST];
     let mut out = [None; BURST];
     let mut hits = 0usize;

@@ -1,56 +1,91 @@
 //! The canonical connection key and its hash.
 
-use bulkhead_packet::flow::{Addr, FlowTuple};
+use bulkhead_packet::flow::Addr;
 
-/// One end of a connection: segment id (policy `id:`), address, port.
+/// One end of a connection: address and port.
 ///
-/// For ICMP echo the "port" is the echo identifier (see [`FlowTuple`]).
+/// For ICMP queries the "port" is the identifier (see
+/// [`FlowTuple`](bulkhead_packet::flow::FlowTuple)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Endpoint {
-    /// Segment id (`SegmentId.0` in `bulkhead-classify`). Field order matters:
-    /// endpoints are ordered by (segment, address, port).
-    pub seg: u32,
     pub addr: Addr,
     pub port: u16,
 }
 
 /// Which end of a [`ConnKey`] an endpoint is: `A` is the lower endpoint in
-/// (segment, address, port) order, `B` the higher one.
+/// (address, port) order, `B` the higher one. (Not a wire side: that is the
+/// engine's `Side`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Side {
+pub enum KeySide {
     A = 0,
     B = 1,
 }
 
-impl Side {
+impl KeySide {
     /// The other end.
     #[inline]
     #[must_use]
-    pub const fn other(self) -> Side {
+    pub const fn other(self) -> KeySide {
         match self {
-            Side::A => Side::B,
-            Side::B => Side::A,
+            KeySide::A => KeySide::B,
+            KeySide::B => KeySide::A,
         }
     }
 }
 
+/// The VLAN domain of a frame: its outer (S-tag) and inner (C-tag or only)
+/// VLAN IDs, each plus one (0 = absent), packed as `outer << 16 | inner`.
+/// Equal addresses in different VLAN domains are different hosts (QinQ:
+/// two customers may use the same inner VLAN), so the domain is part of
+/// every key.
+#[inline]
+#[must_use]
+pub const fn vlan_domain(outer: Option<u16>, inner: Option<u16>) -> u32 {
+    let o = match outer {
+        Some(v) => v as u32 + 1,
+        None => 0,
+    };
+    let i = match inner {
+        Some(v) => v as u32 + 1,
+        None => 0,
+    };
+    (o << 16) | i
+}
+
+/// The (outer, inner) VLAN IDs of a [`vlan_domain`].
+#[inline]
+#[must_use]
+pub const fn domain_vlans(domain: u32) -> (Option<u16>, Option<u16>) {
+    (unpack_vlan(domain >> 16), unpack_vlan(domain & 0xffff))
+}
+
+const fn unpack_vlan(v: u32) -> Option<u16> {
+    if v == 0 {
+        None
+    } else {
+        Some((v - 1) as u16)
+    }
+}
+
 /// Connection key in canonical order: both directions of a connection give
-/// the same key. Segments are part of the key, so equal addresses in
-/// different segments never share an entry.
+/// the same key. The VLAN domain is part of the key, so equal addresses in
+/// different domains never share an entry; so is the request type of an
+/// ICMP query pair, so an echo exchange never admits a timestamp reply.
 ///
-/// Invariant: `(seg_a, addr_a, port_a) <= (seg_b, addr_b, port_b)`; only the
-/// constructors below build keys, so it always holds.
+/// Invariant: `(addr_a, port_a) <= (addr_b, port_b)`; only the constructor
+/// below builds keys, so it always holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
 pub struct ConnKey {
     addr_a: Addr,
     addr_b: Addr,
-    seg_a: u32,
-    seg_b: u32,
+    domain: u32,
     port_a: u16,
     port_b: u16,
     proto: u8,
+    /// ICMP / ICMPv6 query pairs: the request type (never 0); else 0.
+    icmp_type: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<ConnKey>() == 48);
@@ -59,68 +94,54 @@ impl ConnKey {
     pub(crate) const ZERO: ConnKey = ConnKey {
         addr_a: 0,
         addr_b: 0,
-        seg_a: 0,
-        seg_b: 0,
+        domain: 0,
         port_a: 0,
         port_b: 0,
         proto: 0,
+        icmp_type: 0,
     };
 
-    /// Key of a packet going from `src` to `dst`, and the side its source is
-    /// on (`Side::A` when the source is the lower endpoint). A packet whose
-    /// two endpoints are equal maps to `Side::A` in both directions.
+    /// Key of a packet going from `src` to `dst` in VLAN `domain`, and the
+    /// side its source is on (`KeySide::A` when the source is the lower
+    /// endpoint). A packet whose two endpoints are equal maps to `KeySide::A`
+    /// in both directions. `icmp_type` is the request type of an ICMP query
+    /// pair, 0 for everything else.
     #[inline]
     #[must_use]
-    pub fn new(src: Endpoint, dst: Endpoint, proto: u8) -> (ConnKey, Side) {
+    pub fn new(
+        domain: u32,
+        src: Endpoint,
+        dst: Endpoint,
+        proto: u8,
+        icmp_type: u8,
+    ) -> (ConnKey, KeySide) {
         let (a, b, side) = if src <= dst {
-            (src, dst, Side::A)
+            (src, dst, KeySide::A)
         } else {
-            (dst, src, Side::B)
+            (dst, src, KeySide::B)
         };
         let key = ConnKey {
             addr_a: a.addr,
             addr_b: b.addr,
-            seg_a: a.seg,
-            seg_b: b.seg,
+            domain,
             port_a: a.port,
             port_b: b.port,
             proto,
+            icmp_type,
         };
         (key, side)
-    }
-
-    /// Key of a parsed packet whose source was placed in `src_seg` and
-    /// destination in `dst_seg`.
-    #[inline]
-    #[must_use]
-    pub fn from_flow(src_seg: u32, dst_seg: u32, t: &FlowTuple) -> (ConnKey, Side) {
-        ConnKey::new(
-            Endpoint {
-                seg: src_seg,
-                addr: t.src,
-                port: t.sport,
-            },
-            Endpoint {
-                seg: dst_seg,
-                addr: t.dst,
-                port: t.dport,
-            },
-            t.proto,
-        )
     }
 
     /// The endpoint on `side`.
     #[inline]
     #[must_use]
-    pub fn endpoint(&self, side: Side) -> Endpoint {
+    pub fn endpoint(&self, side: KeySide) -> Endpoint {
         match side {
-            Side::A => Endpoint {
-                seg: self.seg_a,
+            KeySide::A => Endpoint {
                 addr: self.addr_a,
                 port: self.port_a,
             },
-            Side::B => Endpoint {
-                seg: self.seg_b,
+            KeySide::B => Endpoint {
                 addr: self.addr_b,
                 port: self.port_b,
             },
@@ -132,6 +153,20 @@ impl ConnKey {
     #[must_use]
     pub fn proto(&self) -> u8 {
         self.proto
+    }
+
+    /// The VLAN domain (see [`vlan_domain`]).
+    #[inline]
+    #[must_use]
+    pub fn domain(&self) -> u32 {
+        self.domain
+    }
+
+    /// Request type of an ICMP query pair, 0 otherwise.
+    #[inline]
+    #[must_use]
+    pub fn icmp_type(&self) -> u8 {
+        self.icmp_type
     }
 }
 
@@ -164,7 +199,7 @@ pub fn hash_key(key: &ConnKey, seed: u64) -> u64 {
     let a_hi = (key.addr_a >> 64) as u64;
     let b_lo = key.addr_b as u64;
     let b_hi = (key.addr_b >> 64) as u64;
-    let segs = (u64::from(key.seg_a) << 32) | u64::from(key.seg_b);
+    let segs = u64::from(key.domain) | (u64::from(key.icmp_type) << 32);
     let rest = (u64::from(key.port_a) << 24) | (u64::from(key.port_b) << 8) | u64::from(key.proto);
     let h1 = fold(a_lo ^ seed ^ K0, a_hi ^ K1);
     let h2 = fold(b_lo ^ K2, b_hi ^ seed ^ K3);
@@ -178,62 +213,71 @@ mod tests {
     use super::*;
     use bulkhead_packet::flow::v4_to_addr;
 
-    fn flow(src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> FlowTuple {
-        FlowTuple {
-            src: v4_to_addr(src),
-            dst: v4_to_addr(dst),
-            sport,
-            dport,
-            proto,
-            v6: false,
-            svc: dport,
-        }
+    fn key(
+        domain: u32,
+        src: u32,
+        sport: u16,
+        dst: u32,
+        dport: u16,
+        proto: u8,
+    ) -> (ConnKey, KeySide) {
+        let ep = |a, port| Endpoint {
+            addr: v4_to_addr(a),
+            port,
+        };
+        ConnKey::new(domain, ep(src, sport), ep(dst, dport), proto, 0)
     }
 
     #[test]
     fn both_directions_give_the_same_key_and_opposite_sides() {
-        let fwd = flow(0x0a00_0001, 40000, 0x0a00_0102, 443, 6);
-        let rev = flow(0x0a00_0102, 443, 0x0a00_0001, 40000, 6);
-        let (k1, s1) = ConnKey::from_flow(10, 20, &fwd);
-        let (k2, s2) = ConnKey::from_flow(20, 10, &rev);
+        let (k1, s1) = key(3, 0x0a00_0001, 40000, 0x0a00_0102, 443, 6);
+        let (k2, s2) = key(3, 0x0a00_0102, 443, 0x0a00_0001, 40000, 6);
         assert_eq!(k1, k2);
         assert_eq!(s1, s2.other());
         assert_eq!(hash_key(&k1, 7), hash_key(&k2, 7));
         // The source endpoint is recoverable from the side.
-        assert_eq!(k1.endpoint(s1).addr, fwd.src);
+        assert_eq!(k1.endpoint(s1).addr, v4_to_addr(0x0a00_0001));
         assert_eq!(k1.endpoint(s1).port, 40000);
-        assert_eq!(k1.endpoint(s1).seg, 10);
-        assert_eq!(k1.endpoint(s1.other()).seg, 20);
-        assert_eq!(k1.proto(), 6);
+        assert_eq!(k1.endpoint(s1.other()).port, 443);
+        assert_eq!((k1.proto(), k1.domain()), (6, 3));
     }
 
     #[test]
-    fn segments_are_part_of_the_key() {
-        let f = flow(0x0a00_0001, 1000, 0x0a00_0002, 80, 6);
-        let (k1, _) = ConnKey::from_flow(10, 20, &f);
-        let (k2, _) = ConnKey::from_flow(11, 20, &f);
-        let (k3, _) = ConnKey::from_flow(10, 21, &f);
+    fn the_vlan_domain_is_part_of_the_key() {
+        let (k1, _) = key(vlan_domain(None, Some(10)), 1, 1000, 2, 80, 6);
+        let (k2, _) = key(vlan_domain(Some(100), Some(10)), 1, 1000, 2, 80, 6);
+        let (k3, _) = key(vlan_domain(Some(200), Some(10)), 1, 1000, 2, 80, 6);
         assert_ne!(k1, k2);
-        assert_ne!(k1, k3);
         assert_ne!(k2, k3);
-        assert_ne!(hash_key(&k1, 0), hash_key(&k2, 0));
+        assert_ne!(hash_key(&k2, 0), hash_key(&k3, 0));
     }
 
     #[test]
-    fn protocol_and_ports_are_part_of_the_key() {
-        let (t, _) = ConnKey::from_flow(1, 1, &flow(1, 1000, 2, 53, 6));
-        let (u, _) = ConnKey::from_flow(1, 1, &flow(1, 1000, 2, 53, 17));
-        let (p, _) = ConnKey::from_flow(1, 1, &flow(1, 1001, 2, 53, 6));
+    fn vlan_domains_round_trip() {
+        for (o, i) in [
+            (None, None),
+            (None, Some(0)),
+            (Some(4094), Some(1)),
+            (Some(7), None),
+        ] {
+            assert_eq!(domain_vlans(vlan_domain(o, i)), (o, i));
+        }
+        assert_ne!(vlan_domain(Some(5), None), vlan_domain(None, Some(5)));
+    }
+
+    #[test]
+    fn protocol_ports_and_icmp_type_are_part_of_the_key() {
+        let (t, _) = key(1, 1, 1000, 2, 53, 6);
+        let (u, _) = key(1, 1, 1000, 2, 53, 17);
+        let (p, _) = key(1, 1, 1001, 2, 53, 6);
         assert_ne!(t, u);
         assert_ne!(t, p);
-    }
-
-    #[test]
-    fn ordering_uses_segment_before_address() {
-        // Lower address but higher segment: the other endpoint is side A.
-        let (k, side) = ConnKey::from_flow(9, 1, &flow(1, 5, 2, 6, 17));
-        assert_eq!(side, Side::B);
-        assert_eq!(k.endpoint(Side::A).seg, 1);
+        let ep = |a, port| Endpoint { addr: a, port };
+        let (echo, _) = ConnKey::new(0, ep(1, 7), ep(2, 7), 1, 8);
+        let (stamp, _) = ConnKey::new(0, ep(1, 7), ep(2, 7), 1, 13);
+        assert_ne!(echo, stamp);
+        assert_ne!(hash_key(&echo, 0), hash_key(&stamp, 0));
+        assert_eq!(stamp.icmp_type(), 13);
     }
 
     #[test]
@@ -242,7 +286,7 @@ mod tests {
         // bucket should get some and none far above the mean of 16.
         let mut counts = [0u32; 256];
         for p in 0..4096u16 {
-            let (k, _) = ConnKey::from_flow(1, 2, &flow(0x0a00_0001, p, 0x0a00_0002, 80, 6));
+            let (k, _) = key(1, 0x0a00_0001, p, 0x0a00_0002, 80, 6);
             counts[(hash_key(&k, 0) & 255) as usize] += 1;
         }
         let max = counts.iter().copied().max().unwrap_or(0);
@@ -251,7 +295,7 @@ mod tests {
         // The tag bits too.
         let mut tags = [0u32; 256];
         for p in 0..4096u16 {
-            let (k, _) = ConnKey::from_flow(1, 2, &flow(0x0a00_0001, p, 0x0a00_0002, 80, 6));
+            let (k, _) = key(1, 0x0a00_0001, p, 0x0a00_0002, 80, 6);
             tags[(hash_key(&k, 0) >> 56) as usize] += 1;
         }
         let max = tags.iter().copied().max().unwrap_or(0);

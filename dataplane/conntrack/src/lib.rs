@@ -3,9 +3,10 @@
 //! Owns: the canonical connection key ([`ConnKey`]: source and destination
 //! segment, protocol, addresses, ports, sorted so both directions map to one
 //! key), its hash, the table ([`ConnTable`]: lookup in bursts with prefetch,
-//! insert with eviction of expired / half-open entries when full, removal,
-//! expiry in bounded slices), the per-protocol state machines ([`ConnState`])
-//! and their idle [`Timeouts`].
+//! insert with per-source and per-segment [`Quotas`] and eviction of expired
+//! or unreplied entries when full (early drop), removal, expiry in bounded
+//! slices), the per-protocol state machines ([`ConnState`]) and their idle
+//! [`Timeouts`].
 //!
 //! Invariants:
 //! - All memory is allocated by [`ConnTable::new`]; no operation allocates
@@ -16,12 +17,13 @@
 //!   [`ConnTable::lookup`] with the hash it was inserted with, within
 //!   [`MAX_PROBE_BUCKETS`] buckets of its home bucket.
 //! - Occupancy never exceeds `capacity()`; a full table refuses new
-//!   connections (counted) after trying to evict expired or half-open ones.
+//!   connections (counted) after trying to evict expired or unreplied ones;
+//!   a source address or segment at its quota is refused (counted).
 //! - Time is a `u64` in nanoseconds of the worker's monotonic clock; an entry
 //!   expires when `now - last_seen >= timeout(state)`.
 //! - TCP tracking uses flags only, no sequence windows (see [`state`]).
 //!
-//! Engine usage per burst: build keys ([`ConnKey::from_flow`]), hash them
+//! Engine usage per burst: build keys ([`ConnKey::new`]), hash them
 //! ([`ConnTable::hash`]), [`ConnTable::lookup_burst`]; on a hit
 //! [`ConnTable::track`] with the direction from [`Entry::dir`]; on a miss
 //! classify, and for TCP open only if [`tcp_may_open`], then
@@ -35,11 +37,13 @@
 #![forbid(unsafe_code)]
 
 pub mod key;
+pub mod quota;
 pub mod state;
 pub mod table;
 pub mod timeouts;
 
-pub use key::{hash_key, ConnKey, Endpoint, Side};
+pub use key::{domain_vlans, hash_key, vlan_domain, ConnKey, Endpoint, KeySide};
+pub use quota::Quotas;
 pub use state::{tcp_flags, tcp_may_open, ConnState, Dir, Step};
 pub use table::{
     ConfigError, ConfigErrors, ConnFlags, ConnTable, Counters, Entry, EntryId, InsertError,

@@ -62,9 +62,9 @@ pub enum ConnState {
     UdpUnreplied,
     /// UDP, traffic seen both ways.
     UdpAssured,
-    /// ICMP/ICMPv6 echo request seen.
+    /// ICMP/ICMPv6 query request seen (echo, timestamp, ...).
     IcmpRequest,
-    /// ICMP/ICMPv6 echo reply seen.
+    /// Its reply seen.
     IcmpReplied,
     /// Other protocol, one way so far.
     OtherNew,
@@ -103,12 +103,20 @@ impl ConnState {
         }
     }
 
-    /// Half-open TCP: the handshake has not completed. These are the
-    /// entries an insert into a full table may evict.
+    /// Nothing seen from the responder yet (or, for TCP, the handshake not
+    /// complete): the entries a full table evicts first (early drop, as
+    /// Linux's conntrack does), since no reply has proven them wanted.
     #[inline]
     #[must_use]
-    pub const fn is_half_open(self) -> bool {
-        matches!(self, ConnState::TcpSynSent | ConnState::TcpSynRecv)
+    pub const fn is_unreplied(self) -> bool {
+        matches!(
+            self,
+            ConnState::TcpSynSent
+                | ConnState::TcpSynRecv
+                | ConnState::UdpUnreplied
+                | ConnState::IcmpRequest
+                | ConnState::OtherNew
+        )
     }
 
     /// Is this a TCP state?
@@ -402,8 +410,18 @@ mod tests {
 
     #[test]
     fn half_open_and_tcp_classification() {
-        assert!(TcpSynSent.is_half_open() && TcpSynRecv.is_half_open());
-        assert!(!TcpEstablished.is_half_open() && !UdpUnreplied.is_half_open());
+        for s in [TcpSynSent, TcpSynRecv, UdpUnreplied, IcmpRequest, OtherNew] {
+            assert!(s.is_unreplied(), "{s:?}");
+        }
+        for s in [
+            TcpEstablished,
+            TcpFinOrig,
+            UdpAssured,
+            IcmpReplied,
+            OtherReplied,
+        ] {
+            assert!(!s.is_unreplied(), "{s:?}");
+        }
         assert!(TcpClosed.is_tcp() && TcpSynSent.is_tcp() && !UdpUnreplied.is_tcp());
         assert_eq!(OtherReplied as usize + 1, STATE_COUNT);
     }

@@ -3,7 +3,8 @@
 
 use core::fmt;
 
-use crate::key::{hash_key, ConnKey, Side};
+use crate::key::{hash_key, ConnKey, KeySide};
+use crate::quota::{Quotas, Sketch};
 use crate::state::{ConnState, Dir, Step, STATE_COUNT};
 use crate::timeouts::{BadTimeout, Timeouts};
 use bulkhead_prefetch::prefetch_read;
@@ -47,6 +48,12 @@ impl ConnFlags {
     /// Forwarded only because the destination is in monitor mode: every
     /// event of the connection is marked `would-deny`.
     pub const MONITOR: ConnFlags = ConnFlags(2);
+    /// Table-internal: the initiator sent a new SYN on this live TCP
+    /// connection (a reboot, a lost FIN or RST); a SYN-ACK from the responder
+    /// now starts the connection over. Kept across `set_judgement`.
+    pub const SYN_AGAIN: ConnFlags = ConnFlags(4);
+    /// The flags the verdict sets (the rest belong to the table).
+    pub const VERDICT: ConnFlags = ConnFlags(1 | 2);
 
     #[inline]
     #[must_use]
@@ -89,7 +96,7 @@ pub struct Entry {
     key: ConnKey,
     last_seen: u64,
     state: ConnState,
-    initiator: Side,
+    initiator: KeySide,
     flags: ConnFlags,
     live: bool,
     version: u32,
@@ -97,7 +104,12 @@ pub struct Entry {
     packets: [u64; 2],
     bytes: [u64; 2],
     created: u64,
-    generation: u64,
+    /// Low 32 bits of the policy generation that judged it (equality is all
+    /// that is asked of it; 2^32 policy changes apart never meet).
+    generation: u32,
+    /// Segment id of the initiator when it was admitted: what its
+    /// per-segment quota was charged to.
+    src_segment: u32,
     /// Home bucket and tag of the key's hash: all the table needs of it.
     home: u32,
     tag: u16,
@@ -118,7 +130,7 @@ impl Entry {
         key: ConnKey::ZERO,
         last_seen: 0,
         state: ConnState::OtherNew,
-        initiator: Side::A,
+        initiator: KeySide::A,
         flags: ConnFlags::NONE,
         live: false,
         version: 0,
@@ -126,6 +138,7 @@ impl Entry {
         bytes: [0; 2],
         created: 0,
         generation: 0,
+        src_segment: 0,
         home: 0,
         tag: 0,
         svc: 0,
@@ -146,13 +159,13 @@ impl Entry {
     /// Side of the key that opened the connection.
     #[inline]
     #[must_use]
-    pub fn initiator(&self) -> Side {
+    pub fn initiator(&self) -> KeySide {
         self.initiator
     }
     /// Direction of a packet whose source is on `side`.
     #[inline]
     #[must_use]
-    pub fn dir(&self, side: Side) -> Dir {
+    pub fn dir(&self, side: KeySide) -> Dir {
         if side == self.initiator {
             Dir::Original
         } else {
@@ -189,11 +202,23 @@ impl Entry {
     pub fn bytes(&self, dir: Dir) -> u64 {
         self.bytes[dir as usize]
     }
-    /// Policy generation that judged this connection.
+    /// Policy generation that judged this connection (its low 32 bits).
     #[inline]
     #[must_use]
     pub fn generation(&self) -> u64 {
-        self.generation
+        u64::from(self.generation)
+    }
+    /// Was it judged under policy generation `generation`?
+    #[inline]
+    #[must_use]
+    pub fn judged_under(&self, generation: u64) -> bool {
+        self.generation == generation as u32
+    }
+    /// Segment id of the initiator when admitted.
+    #[inline]
+    #[must_use]
+    pub fn src_segment(&self) -> u32 {
+        self.src_segment
     }
     /// Deciding rule, [`RULE_DEFAULT`] when the default decided.
     #[inline]
@@ -201,10 +226,11 @@ impl Entry {
     pub fn rule(&self) -> u32 {
         self.rule
     }
+    /// The verdict's flags ([`ConnFlags::VERDICT`]).
     #[inline]
     #[must_use]
     pub fn flags(&self) -> ConnFlags {
-        self.flags
+        ConnFlags(self.flags.0 & ConnFlags::VERDICT.0)
     }
     /// Service the connection was judged on (destination port, or ICMP
     /// type, of the opening packet: `FlowTuple::svc`), for re-judging it
@@ -214,6 +240,13 @@ impl Entry {
     pub fn svc(&self) -> u16 {
         self.svc
     }
+    #[inline(always)]
+    fn count(&mut self, dir: Dir, bytes: u32) {
+        let d = dir as usize;
+        self.packets[d] = self.packets[d].wrapping_add(1);
+        self.bytes[d] = self.bytes[d].wrapping_add(u64::from(bytes));
+    }
+
     /// A hash equivalent to the one given to `insert` for every table
     /// purpose (same home bucket, same tag).
     #[inline]
@@ -256,7 +289,9 @@ fn tag_of(hash: u64) -> u16 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewConn {
     /// Side of the key the opening packet came from.
-    pub initiator: Side,
+    pub initiator: KeySide,
+    /// Segment id of the source (charged for the per-segment quota).
+    pub src_segment: u32,
     /// Policy generation that judged it.
     pub generation: u64,
     /// Deciding rule, [`RULE_DEFAULT`] for the default.
@@ -295,6 +330,12 @@ pub enum InsertError {
     /// The key is already tracked.
     #[error("connection already tracked")]
     Exists(EntryId),
+    /// The source address has its quota of tracked connections.
+    #[error("source address over its connection quota")]
+    SourceQuota,
+    /// The source segment has its quota of tracked connections.
+    #[error("source segment over its connection quota")]
+    SegmentQuota,
 }
 
 /// Table counters (per worker, plain integers: the owning core is the only
@@ -308,9 +349,15 @@ pub struct Counters {
     pub inserts: u64,
     /// Inserts refused because the table (or the key's probe window) was full.
     pub refused_full: u64,
-    /// Entries evicted by inserts: already expired / half-open TCP.
+    /// Inserts refused by the per-source-address quota.
+    pub refused_source_quota: u64,
+    /// Inserts refused by the per-source-segment quota.
+    pub refused_segment_quota: u64,
+    /// Entries evicted by inserts: already expired, or never replied to
+    /// (early drop: half-open TCP, unreplied UDP, ICMP requests, other
+    /// protocols seen one way).
     pub evicted_expired: u64,
-    pub evicted_half_open: u64,
+    pub evicted_unreplied: u64,
     /// Entries removed by `expire_slice`.
     pub expired: u64,
     /// Entries removed by `remove` or `flush`.
@@ -355,9 +402,11 @@ pub struct TableConfig {
     /// 7/8 of `slots`; half of it keeps probe sequences short.
     pub max_connections: usize,
     pub timeouts: Timeouts,
-    /// Hash seed; give each table a random one (e.g. from the TSC at start)
-    /// so tuples cannot be chosen to collide.
+    /// Hash seed; give each table a random one (from the OS's random
+    /// source) so tuples cannot be chosen to collide.
     pub hash_seed: u64,
+    /// Connection quotas per source address and per source segment.
+    pub quotas: Quotas,
 }
 
 impl TableConfig {
@@ -369,6 +418,7 @@ impl TableConfig {
             max_connections: slots / 2,
             timeouts: Timeouts::default(),
             hash_seed: 0x5bd1_e995_1234_5678,
+            quotas: Quotas::UNLIMITED,
         }
     }
 
@@ -436,6 +486,8 @@ pub struct ConnTable {
     /// Next entry index `expire_slice` looks at.
     cursor: usize,
     counters: Counters,
+    by_source: Sketch,
+    by_segment: Sketch,
 }
 
 impl fmt::Debug for ConnTable {
@@ -468,7 +520,11 @@ impl ConnTable {
         for (slot, i) in free.iter_mut().zip((0..cfg.max_connections).rev()) {
             *slot = i as u32; // max_connections <= 7/8 * 2^30 fits
         }
+        let by_source = Sketch::new(cfg.max_connections / 4, cfg.quotas.per_source).map_err(one)?;
+        let by_segment = Sketch::new(1024, cfg.quotas.per_segment).map_err(one)?;
         Ok(ConnTable {
+            by_source,
+            by_segment,
             buckets,
             entries,
             free,
@@ -523,7 +579,9 @@ impl ConnTable {
     pub fn bytes_per_connection(&self) -> usize {
         let total = self.buckets.capacity() * core::mem::size_of::<Bucket>()
             + self.entries.capacity() * core::mem::size_of::<Entry>()
-            + self.free.capacity() * core::mem::size_of::<u32>();
+            + self.free.capacity() * core::mem::size_of::<u32>()
+            + self.by_source.bytes()
+            + self.by_segment.bytes();
         total / self.capacity().max(1)
     }
 
@@ -544,15 +602,6 @@ impl ConnTable {
     pub fn prefetch(&self, hash: u64) {
         if let Some(b) = self.buckets.get(self.home(hash)) {
             prefetch_read(b);
-        }
-    }
-
-    /// Prefetch both cache lines of a live entry (e.g. before `track`).
-    #[inline]
-    pub fn prefetch_entry(&self, id: EntryId) {
-        if let Some(e) = self.entries.get(id.index as usize) {
-            prefetch_read(e);
-            prefetch_read(&e.packets);
         }
     }
 
@@ -672,7 +721,7 @@ impl ConnTable {
     /// Direction of a packet whose source is on `side`.
     #[inline]
     #[must_use]
-    pub fn dir_of(&self, id: EntryId, side: Side) -> Option<Dir> {
+    pub fn dir_of(&self, id: EntryId, side: KeySide) -> Option<Dir> {
         self.entry(id).map(|e| e.dir(side))
     }
 
@@ -702,9 +751,11 @@ impl ConnTable {
     ) -> bool {
         match self.entry_mut(id) {
             Some(e) => {
-                e.generation = generation;
+                e.generation = generation as u32;
                 e.rule = rule;
-                e.flags = flags;
+                e.flags = ConnFlags(
+                    (flags.0 & ConnFlags::VERDICT.0) | (e.flags.0 & !ConnFlags::VERDICT.0),
+                );
                 true
             }
             None => false,
@@ -728,13 +779,16 @@ impl ConnTable {
         if now.saturating_sub(e.last_seen) >= timeouts[e.state as usize] {
             return Track::Stale;
         }
+        if e.state.is_tcp() {
+            if let Some(t) = syn_again(e, dir, tcp_flags, bytes, now) {
+                return t;
+            }
+        }
         match e.state.next(dir, tcp_flags) {
             Step::To(s) => {
-                let d = dir as usize;
                 e.state = s;
                 e.last_seen = now;
-                e.packets[d] = e.packets[d].wrapping_add(1);
-                e.bytes[d] = e.bytes[d].wrapping_add(u64::from(bytes));
+                e.count(dir, bytes);
                 Track::Accept
             }
             Step::Invalid => Track::Invalid,
@@ -745,11 +799,14 @@ impl ConnTable {
     /// Insert a new connection (the slow path: call after a miss and an
     /// allowing or monitored verdict). The opening packet is counted.
     ///
-    /// When no entry or no slot in the key's probe window is free, one entry
-    /// in the window is evicted first: an expired one if any, else the
-    /// half-open TCP one seen longest ago; `on_evict` gets it (for its
-    /// "closed" event). If there is none, the insert is refused with
-    /// [`InsertError::Full`] and counted.
+    /// Quotas first: a source address or source segment at its quota is
+    /// refused ([`InsertError::SourceQuota`], [`InsertError::SegmentQuota`])
+    /// without evicting anything. When no entry or no slot in the key's
+    /// probe window is free, one entry in the window is evicted first: an
+    /// expired one if any, else the unreplied one seen longest ago (early
+    /// drop, as Linux does); `on_evict` gets it (for its "closed" event). If
+    /// there is none, the insert is refused with [`InsertError::Full`] and
+    /// counted.
     #[cold]
     #[inline(never)]
     pub fn insert(
@@ -762,6 +819,16 @@ impl ConnTable {
     ) -> Result<EntryId, InsertError> {
         if let Some(id) = self.lookup(key, hash) {
             return Err(InsertError::Exists(id));
+        }
+        let src_hash = self.source_hash(key, new.initiator);
+        if !self.by_source.has_room(src_hash) {
+            self.counters.refused_source_quota += 1;
+            return Err(InsertError::SourceQuota);
+        }
+        let seg_hash = self.segment_hash(new.src_segment);
+        if !self.by_segment.has_room(seg_hash) {
+            self.counters.refused_segment_quota += 1;
+            return Err(InsertError::SegmentQuota);
         }
         let home = self.home(hash);
         let mut place = self.free_slot(home);
@@ -799,7 +866,8 @@ impl ConnTable {
                 packets: [1, 0],
                 bytes: [u64::from(new.bytes), 0],
                 created: now,
-                generation: new.generation,
+                generation: new.generation as u32,
+                src_segment: new.src_segment,
                 home: home as u32,
                 tag: tag_of(hash),
                 svc: new.svc,
@@ -807,11 +875,40 @@ impl ConnTable {
                 pos: (b * BUCKET_SLOTS + s) as u32,
             };
         }
+        self.by_source.add(src_hash);
+        self.by_segment.add(seg_hash);
         self.counters.inserts += 1;
         Ok(EntryId {
             index: idx,
             version,
         })
+    }
+
+    /// What the per-source quota counts under: the initiator's address in
+    /// its VLAN domain.
+    #[inline]
+    fn source_hash(&self, key: &ConnKey, initiator: KeySide) -> u64 {
+        let a = key.endpoint(initiator).addr;
+        let (k, _) = ConnKey::new(
+            key.domain(),
+            crate::key::Endpoint { addr: a, port: 0 },
+            crate::key::Endpoint { addr: 0, port: 0 },
+            0,
+            0,
+        );
+        hash_key(&k, self.seed ^ 0x51_7cc1_b727_220a)
+    }
+
+    #[inline]
+    fn segment_hash(&self, segment: u32) -> u64 {
+        let (k, _) = ConnKey::new(
+            segment,
+            crate::key::Endpoint { addr: 0, port: 0 },
+            crate::key::Endpoint { addr: 0, port: 0 },
+            0,
+            0,
+        );
+        hash_key(&k, self.seed ^ 0x2545_f491_4f6c_dd1d)
     }
 
     /// First free slot in the probe window: (distance in buckets, bucket,
@@ -842,7 +939,7 @@ impl ConnTable {
                     continue;
                 };
                 let expired = self.is_expired(e, now);
-                if expired || e.state.is_half_open() {
+                if expired || e.state.is_unreplied() {
                     let cand = (!expired, e.last_seen, idx);
                     if best.is_none_or(|b| cand < b) {
                         best = Some(cand);
@@ -859,7 +956,7 @@ impl ConnTable {
         on_evict(&copy);
         self.remove_index(idx);
         if not_expired {
-            self.counters.evicted_half_open += 1;
+            self.counters.evicted_unreplied += 1;
         } else {
             self.counters.evicted_expired += 1;
         }
@@ -876,6 +973,7 @@ impl ConnTable {
         }
         e.live = false;
         e.version = e.version.wrapping_add(1);
+        let (key, initiator, segment) = (e.key, e.initiator, e.src_segment);
         let pos = e.pos as usize;
         let (b, s) = (pos / BUCKET_SLOTS, pos % BUCKET_SLOTS);
         let mut w = e.home as usize;
@@ -894,6 +992,12 @@ impl ConnTable {
         }
         // Never exceeds its preallocated capacity: one push per live entry.
         self.free.push(idx);
+        let (src_hash, seg_hash) = (
+            self.source_hash(&key, initiator),
+            self.segment_hash(segment),
+        );
+        self.by_source.sub(src_hash);
+        self.by_segment.sub(seg_hash);
     }
 
     /// Remove a connection; returns its final copy (for the "closed" event),
@@ -1018,6 +1122,46 @@ impl ConnTable {
             return Err("free stack capacity changed".to_string());
         }
         Ok(())
+    }
+}
+
+/// A SYN on a live TCP connection (Linux conntrack's behaviour): from the
+/// initiator, on a connection past its handshake, it passes without
+/// changing the state (the host rebooted, or a FIN or RST was lost, and
+/// reuses the tuple) and marks the entry; the responder's SYN-ACK to it then
+/// starts the connection over from `TcpSynRecv`. `None`: not such a packet,
+/// the ordinary transitions apply.
+#[inline]
+fn syn_again(e: &mut Entry, dir: Dir, flags: u8, bytes: u32, now: u64) -> Option<Track> {
+    use crate::state::tcp_flags::{ACK, FIN, RST, SYN};
+    let marked = e.flags.contains(ConnFlags::SYN_AGAIN);
+    let f = flags & (SYN | ACK | FIN | RST);
+    let past_handshake = !matches!(
+        e.state,
+        ConnState::TcpSynSent
+            | ConnState::TcpSynRecv
+            | ConnState::TcpTimeWait
+            | ConnState::TcpClosed
+    );
+    match (dir, f) {
+        (Dir::Original, SYN) if past_handshake => {
+            e.flags = e.flags | ConnFlags::SYN_AGAIN;
+            e.count(dir, bytes);
+            Some(Track::Accept)
+        }
+        (Dir::Reply, x) if marked && x == SYN | ACK => {
+            e.flags = ConnFlags(e.flags.0 & !ConnFlags::SYN_AGAIN.0);
+            e.state = ConnState::TcpSynRecv;
+            e.last_seen = now;
+            e.count(dir, bytes);
+            Some(Track::Accept)
+        }
+        (Dir::Reply, _) if marked => {
+            // The responder carried on with the old connection: forget the SYN.
+            e.flags = ConnFlags(e.flags.0 & !ConnFlags::SYN_AGAIN.0);
+            None
+        }
+        _ => None,
     }
 }
 

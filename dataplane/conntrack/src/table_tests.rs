@@ -7,26 +7,27 @@ use core::time::Duration;
 
 const SEC: u64 = 1_000_000_000;
 
-fn ep(seg: u32, ip: u32, port: u16) -> Endpoint {
+fn ep(ip: u32, port: u16) -> Endpoint {
     Endpoint {
-        seg,
         addr: v4_to_addr(ip),
         port,
     }
 }
 
-/// Key of client `n` (port 10000 + n) to a server, and the client's side.
-fn client_key(n: u16, proto: u8) -> (ConnKey, Side) {
-    ConnKey::new(
-        ep(10, 0x0a00_0001, 10000 + n),
-        ep(20, 0x0a00_0202, 443),
-        proto,
-    )
+/// Key in VLAN domain `domain`.
+fn key_in(domain: u32, src: Endpoint, dst: Endpoint, proto: u8) -> (ConnKey, KeySide) {
+    ConnKey::new(domain, src, dst, proto, 0)
 }
 
-fn new_conn(initiator: Side) -> NewConn {
+/// Key of client `n` (port 10000 + n) to a server, and the client's side.
+fn client_key(n: u16, proto: u8) -> (ConnKey, KeySide) {
+    key_in(0, ep(0x0a00_0001, 10000 + n), ep(0x0a00_0202, 443), proto)
+}
+
+fn new_conn(initiator: KeySide) -> NewConn {
     NewConn {
         initiator,
+        src_segment: 10,
         generation: 1,
         rule: 3,
         flags: ConnFlags::NONE,
@@ -41,7 +42,7 @@ fn small(slots: usize, max: usize) -> ConnTable {
     ConnTable::new(&cfg).unwrap()
 }
 
-fn insert(t: &mut ConnTable, n: u16, proto: u8, now: u64) -> (EntryId, ConnKey, Side) {
+fn insert(t: &mut ConnTable, n: u16, proto: u8, now: u64) -> (EntryId, ConnKey, KeySide) {
     let (k, side) = client_key(n, proto);
     let h = t.hash(&k);
     let id = t
@@ -64,7 +65,7 @@ fn insert_then_both_directions_find_the_entry_and_count_separately() {
     let mut t = small(64, 32);
     let (id, k, client) = insert(&mut t, 1, PROTO_TCP, 5 * SEC);
     // The server's reply builds the same key from the other side.
-    let (k2, server) = ConnKey::new(ep(20, 0x0a00_0202, 443), ep(10, 0x0a00_0001, 10001), 6);
+    let (k2, server) = key_in(0, ep(0x0a00_0202, 443), ep(0x0a00_0001, 10001), 6);
     assert_eq!(k, k2);
     assert_eq!(server, client.other());
     assert_eq!(t.lookup(&k2, t.hash(&k2)), Some(id));
@@ -105,10 +106,10 @@ fn invalid_packets_change_nothing() {
 }
 
 #[test]
-fn equal_addresses_in_different_segments_are_different_connections() {
+fn equal_addresses_in_different_vlan_domains_are_different_connections() {
     let mut t = small(64, 32);
-    let (ka, sa) = ConnKey::new(ep(1, 0x0a00_0001, 1000), ep(2, 0x0a00_0002, 80), 6);
-    let (kb, sb) = ConnKey::new(ep(3, 0x0a00_0001, 1000), ep(2, 0x0a00_0002, 80), 6);
+    let (ka, sa) = key_in(1, ep(0x0a00_0001, 1000), ep(0x0a00_0002, 80), 6);
+    let (kb, sb) = key_in(3, ep(0x0a00_0001, 1000), ep(0x0a00_0002, 80), 6);
     let ia = t.insert(&ka, t.hash(&ka), 0, new_conn(sa), |_| {}).unwrap();
     let ib = t.insert(&kb, t.hash(&kb), 0, new_conn(sb), |_| {}).unwrap();
     assert_ne!(ia, ib);
@@ -216,7 +217,7 @@ fn fin_both_sides_then_time_wait_expiry_and_tuple_reuse() {
 }
 
 #[test]
-fn full_table_evicts_oldest_half_open_then_refuses() {
+fn full_table_evicts_oldest_unreplied_then_refuses() {
     let mut t = small(64, 4);
     // Four half-open connections, the second one the oldest.
     let times = [5 * SEC, SEC, 3 * SEC, 4 * SEC];
@@ -235,7 +236,7 @@ fn full_table_evicts_oldest_half_open_then_refuses() {
     assert_eq!(evicted[0].key(), &client_key(1, PROTO_TCP).0);
     assert!(t.entry(ids[1]).is_none());
     assert!(t.entry(id).is_some());
-    assert_eq!(t.counters().evicted_half_open, 1);
+    assert_eq!(t.counters().evicted_unreplied, 1);
 
     // Establish all four: nothing may be evicted any more.
     for &i in [ids[0], ids[2], ids[3], id].iter() {
@@ -253,7 +254,7 @@ fn full_table_evicts_oldest_half_open_then_refuses() {
 }
 
 #[test]
-fn full_table_prefers_expired_over_half_open() {
+fn full_table_prefers_expired_over_unreplied() {
     let mut t = small(64, 2);
     let (udp, _, _) = insert(&mut t, 1, PROTO_UDP, 10 * SEC); // expires at 40 s
     let (syn, _, _) = insert(&mut t, 2, PROTO_TCP, 0);
@@ -285,7 +286,10 @@ fn probe_window_full_with_colliding_hashes() {
     let mut ids = Vec::new();
     for n in 0..window as u16 {
         let (k, s) = client_key(n, PROTO_UDP);
-        ids.push(t.insert(&k, h, SEC, new_conn(s), |_| {}).unwrap());
+        let id = t.insert(&k, h, SEC, new_conn(s), |_| {}).unwrap();
+        // Answered: not evictable by early drop.
+        assert_eq!(t.track(id, Dir::Reply, 0, 60, SEC), Track::Accept);
+        ids.push(id);
     }
     t.check_invariants().unwrap();
     let (k, s) = client_key(999, PROTO_UDP);
@@ -295,7 +299,7 @@ fn probe_window_full_with_colliding_hashes() {
     );
     // Once they have expired the window makes room again (oldest first).
     let mut evicted = 0;
-    t.insert(&k, h, 100 * SEC, new_conn(s), |_| evicted += 1)
+    t.insert(&k, h, 1000 * SEC, new_conn(s), |_| evicted += 1)
         .unwrap();
     assert_eq!(evicted, 1);
     t.check_invariants().unwrap();
@@ -473,6 +477,7 @@ fn config_errors_are_all_reported() {
             ..Timeouts::default()
         },
         hash_seed: 1,
+        quotas: Quotas::UNLIMITED,
     };
     let err = ConnTable::new(&cfg).unwrap_err();
     assert_eq!(err.0.len(), 2, "{err}");
@@ -508,29 +513,15 @@ fn million_connections_fit_in_two_million_slots() {
 
 #[test]
 fn icmp_echo_request_and_reply_share_one_entry() {
-    use bulkhead_packet::flow::FlowTuple;
-    let req = FlowTuple {
-        src: v4_to_addr(0x0a00_0001),
-        dst: v4_to_addr(0x0a00_0202),
-        sport: 77,
-        dport: 77,
-        proto: PROTO_ICMP,
-        v6: false,
-        svc: 8,
-    };
-    let rep = FlowTuple {
-        src: req.dst,
-        dst: req.src,
-        svc: 0,
-        ..req
-    };
     let mut t = small(64, 8);
-    let (k, side) = ConnKey::from_flow(10, 20, &req);
-    let (k2, side2) = ConnKey::from_flow(20, 10, &rep);
+    let client = ep(0x0a00_0001, 77);
+    let server = ep(0x0a00_0202, 77);
+    let (k, side) = ConnKey::new(0, client, server, PROTO_ICMP, 8);
+    let (k2, side2) = ConnKey::new(0, server, client, PROTO_ICMP, 8);
     assert_eq!(k, k2);
     let h = t.hash(&k);
     let mut nc = new_conn(side);
-    nc.svc = req.svc;
+    nc.svc = 8;
     let id = t.insert(&k, h, 0, nc, |_| {}).unwrap();
     assert_eq!(t.lookup(&k2, h), Some(id));
     let dir = t.dir_of(id, side2).unwrap();
@@ -540,4 +531,152 @@ fn icmp_echo_request_and_reply_share_one_entry() {
     assert_eq!(e.state(), ConnState::IcmpReplied);
     assert_eq!(e.svc(), 8);
     assert_eq!(e.bytes(Dir::Reply), 84);
+    // A timestamp exchange on the same identifier is another connection.
+    let (ts, _) = ConnKey::new(0, server, client, PROTO_ICMP, 13);
+    assert_eq!(t.lookup(&ts, t.hash(&ts)), None);
+}
+
+#[test]
+fn early_drop_evicts_unreplied_udp_but_never_replied_flows() {
+    let mut t = small(64, 4);
+    // Two unreplied UDP flows (a flood) and two answered ones.
+    let (flood1, _, _) = insert(&mut t, 1, PROTO_UDP, SEC);
+    let (flood2, _, _) = insert(&mut t, 2, PROTO_UDP, 2 * SEC);
+    let (dns, _, _) = insert(&mut t, 3, PROTO_UDP, 0);
+    let (ping, _, _) = insert(&mut t, 4, PROTO_ICMP, 0);
+    assert_eq!(t.track(dns, Dir::Reply, 0, 80, 3 * SEC), Track::Accept);
+    assert_eq!(t.track(ping, Dir::Reply, 0, 80, 3 * SEC), Track::Accept);
+    // A new TCP connection evicts the oldest unreplied flow.
+    let (k, side) = client_key(10, PROTO_TCP);
+    let mut evicted = Vec::new();
+    t.insert(&k, t.hash(&k), 4 * SEC, new_conn(side), |e| {
+        evicted.push(*e.key())
+    })
+    .unwrap();
+    assert_eq!(evicted, vec![client_key(1, PROTO_UDP).0]);
+    assert!(t.entry(flood1).is_none() && t.entry(flood2).is_some());
+    assert!(t.entry(dns).is_some() && t.entry(ping).is_some());
+    assert_eq!(t.counters().evicted_unreplied, 1);
+    t.check_invariants().unwrap();
+}
+
+fn with_quotas(per_source: u32, per_segment: u32) -> ConnTable {
+    let mut cfg = TableConfig::for_slots(256);
+    cfg.max_connections = 128;
+    cfg.quotas = Quotas {
+        per_source,
+        per_segment,
+    };
+    ConnTable::new(&cfg).unwrap()
+}
+
+#[test]
+fn a_source_address_is_held_to_its_quota_and_gets_room_back_on_removal() {
+    let mut t = with_quotas(3, 0);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(insert(&mut t, n, PROTO_UDP, SEC).0);
+    }
+    let (k, side) = client_key(3, PROTO_UDP);
+    let r = t.insert(&k, t.hash(&k), SEC, new_conn(side), |_| panic!("evicted"));
+    assert_eq!(r, Err(InsertError::SourceQuota));
+    assert_eq!(t.counters().refused_source_quota, 1);
+    // Another address of the same segment, and the same address in another
+    // VLAN domain, are not affected.
+    let (k2, s2) = key_in(0, ep(0x0a00_0009, 5000), ep(0x0a00_0202, 443), PROTO_UDP);
+    assert!(t
+        .insert(&k2, t.hash(&k2), SEC, new_conn(s2), |_| {})
+        .is_ok());
+    let (k3, s3) = key_in(7, ep(0x0a00_0001, 5000), ep(0x0a00_0202, 443), PROTO_UDP);
+    assert!(t
+        .insert(&k3, t.hash(&k3), SEC, new_conn(s3), |_| {})
+        .is_ok());
+    // Removal gives room back.
+    assert!(t.remove(ids[0]).is_some());
+    assert!(t
+        .insert(&k, t.hash(&k), SEC, new_conn(side), |_| {})
+        .is_ok());
+    // Expiry gives room back too.
+    t.expire_slice(1000 * SEC, t.capacity(), |_| {});
+    assert_eq!(t.len(), 0);
+    assert_eq!(t.by_source.total(), 0);
+    t.check_invariants().unwrap();
+}
+
+#[test]
+fn a_source_segment_is_held_to_its_quota() {
+    let mut t = with_quotas(0, 2);
+    for n in 0..2 {
+        insert(&mut t, n, PROTO_TCP, SEC);
+    }
+    let (k, side) = client_key(2, PROTO_TCP);
+    assert_eq!(
+        t.insert(&k, t.hash(&k), SEC, new_conn(side), |_| {}),
+        Err(InsertError::SegmentQuota)
+    );
+    let mut other = new_conn(side);
+    other.src_segment = 11;
+    assert!(t.insert(&k, t.hash(&k), SEC, other, |_| {}).is_ok());
+    assert_eq!(t.counters().refused_segment_quota, 1);
+    t.flush(|_| {});
+    assert_eq!(t.by_segment.total(), 0);
+}
+
+fn established(t: &mut ConnTable) -> EntryId {
+    let (id, _, _) = insert(t, 1, PROTO_TCP, SEC);
+    assert_eq!(t.track(id, Dir::Reply, SYN | ACK, 60, SEC), Track::Accept);
+    assert_eq!(t.track(id, Dir::Original, ACK, 60, SEC), Track::Accept);
+    id
+}
+
+#[test]
+fn a_syn_on_a_live_connection_passes_and_a_syn_ack_starts_it_over() {
+    let mut t = small(64, 8);
+    let id = established(&mut t);
+    // The client rebooted and reuses the tuple.
+    assert_eq!(t.track(id, Dir::Original, SYN, 60, 2 * SEC), Track::Accept);
+    let e = *t.entry(id).unwrap();
+    assert_eq!(e.state(), ConnState::TcpEstablished);
+    assert_eq!(
+        e.last_seen(),
+        SEC,
+        "a SYN alone does not keep the entry alive"
+    );
+    assert_eq!(e.flags(), ConnFlags::NONE, "the mark is internal");
+    // The server answers it: the connection starts over.
+    assert_eq!(
+        t.track(id, Dir::Reply, SYN | ACK, 60, 3 * SEC),
+        Track::Accept
+    );
+    assert_eq!(t.entry(id).unwrap().state(), ConnState::TcpSynRecv);
+    assert_eq!(t.track(id, Dir::Original, ACK, 60, 3 * SEC), Track::Accept);
+    assert_eq!(t.entry(id).unwrap().state(), ConnState::TcpEstablished);
+}
+
+#[test]
+fn a_syn_on_a_live_connection_changes_nothing_if_the_peer_carries_on() {
+    let mut t = small(64, 8);
+    let id = established(&mut t);
+    assert_eq!(t.track(id, Dir::Original, SYN, 60, 2 * SEC), Track::Accept);
+    // The server keeps talking on the old connection (it answers the SYN
+    // with an ACK, RFC 793's challenge): the mark is dropped, and a later
+    // SYN-ACK is only a retransmission.
+    assert_eq!(t.track(id, Dir::Reply, ACK, 60, 3 * SEC), Track::Accept);
+    assert_eq!(
+        t.track(id, Dir::Reply, SYN | ACK, 60, 3 * SEC),
+        Track::Accept
+    );
+    assert_eq!(t.entry(id).unwrap().state(), ConnState::TcpEstablished);
+    // A SYN from the responder is never let through (that would open the
+    // reverse direction without the rules).
+    assert_eq!(t.track(id, Dir::Reply, SYN, 60, 4 * SEC), Track::Invalid);
+    // The verdict flags survive set_judgement, the mark too.
+    assert_eq!(t.track(id, Dir::Original, SYN, 60, 5 * SEC), Track::Accept);
+    assert!(t.set_judgement(id, 2, 3, ConnFlags::LOG));
+    assert_eq!(t.entry(id).unwrap().flags(), ConnFlags::LOG);
+    assert_eq!(
+        t.track(id, Dir::Reply, SYN | ACK, 60, 6 * SEC),
+        Track::Accept
+    );
+    assert_eq!(t.entry(id).unwrap().state(), ConnState::TcpSynRecv);
 }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use bulkhead_conntrack::state::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use bulkhead_conntrack::{
-    ConnFlags, ConnKey, ConnState, ConnTable, Dir, Endpoint, Entry, EntryId, InsertError, NewConn,
-    Side, Step, TableConfig, Timeouts, Track,
+    ConnFlags, ConnKey, ConnState, ConnTable, Dir, Endpoint, Entry, EntryId, InsertError, KeySide,
+    NewConn, Step, TableConfig, Timeouts, Track,
 };
 use bulkhead_packet::flow::v4_to_addr;
 use proptest::prelude::*;
@@ -18,11 +18,13 @@ const UNIVERSE: usize = 40;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Model {
     state: ConnState,
-    initiator: Side,
+    initiator: KeySide,
     created: u64,
     last_seen: u64,
     packets: [u64; 2],
     bytes: [u64; 2],
+    /// A SYN passed on the live connection (table-internal mark).
+    syn_again: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -73,19 +75,18 @@ fn op() -> impl Strategy<Value = Op> {
 /// repeat the addresses of 0..20 in another segment.
 fn key(n: usize) -> ConnKey {
     let protos = [6u8, 17, 1, 47];
-    let seg = if n >= 20 { 7 } else { 3 };
+    let domain = if n >= 20 { 7 } else { 3 };
     let m = (n % 20) as u16;
     let a = Endpoint {
-        seg,
         addr: v4_to_addr(0x0a00_0001 + u32::from(m % 5)),
         port: 1000 + m,
     };
     let b = Endpoint {
-        seg: 9,
         addr: v4_to_addr(0x0a00_0900),
         port: 80,
     };
-    ConnKey::new(a, b, protos[n % 4]).0
+    let icmp_type = if protos[n % 4] == 1 { 8 } else { 0 };
+    ConnKey::new(domain, a, b, protos[n % 4], icmp_type).0
 }
 
 fn timeout_ns(t: &Timeouts, s: ConnState) -> u64 {
@@ -127,6 +128,7 @@ impl Harness {
             last_seen: e.last_seen(),
             packets: [e.packets(Dir::Original), e.packets(Dir::Reply)],
             bytes: [e.bytes(Dir::Original), e.bytes(Dir::Reply)],
+            syn_again: m.syn_again,
         };
         assert_eq!(&got, m, "entry {:?}", e.key());
         assert_eq!(e.svc(), 80);
@@ -186,9 +188,10 @@ impl Harness {
 
     fn insert(&mut self, k: usize, from_b: bool) {
         let key = key(k);
-        let side = if from_b { Side::B } else { Side::A };
+        let side = if from_b { KeySide::B } else { KeySide::A };
         let new = NewConn {
             initiator: side,
+            src_segment: 3,
             generation: 1,
             rule: 0,
             flags: ConnFlags::NONE,
@@ -196,7 +199,7 @@ impl Harness {
             bytes: 100,
         };
         // What the model allows to be evicted if the table is full: the
-        // oldest expired entries, else the oldest half-open ones.
+        // oldest expired entries, else the oldest unreplied ones.
         let full = self.model.len() == self.t.capacity();
         let expired: Vec<(u64, ConnKey)> = self
             .model
@@ -207,7 +210,7 @@ impl Harness {
         let half_open: Vec<(u64, ConnKey)> = self
             .model
             .iter()
-            .filter(|(_, m)| m.state.is_half_open())
+            .filter(|(_, m)| m.state.is_unreplied())
             .map(|(k, m)| (m.last_seen, *k))
             .collect();
         let pool = if expired.is_empty() {
@@ -261,6 +264,7 @@ impl Harness {
                 last_seen: self.now,
                 packets: [1, 0],
                 bytes: [100, 0],
+                syn_again: false,
             },
         );
         assert_eq!(self.t.entry(id).unwrap().key(), &key);
@@ -268,7 +272,7 @@ impl Harness {
 
     fn track(&mut self, k: usize, from_b: bool, flags: u8, bytes: u32) {
         let key = key(k);
-        let side = if from_b { Side::B } else { Side::A };
+        let side = if from_b { KeySide::B } else { KeySide::A };
         let Some(id) = self.t.lookup(&key, self.hash(k)) else {
             assert!(!self.model.contains_key(&key));
             return;
@@ -289,6 +293,37 @@ impl Harness {
             m.state.next(dir, flags)
         };
         let got = self.t.track(id, dir, flags, bytes, self.now);
+        // A SYN on a live connection (see `ConnTable::track`): passes
+        // unchanged and marks it; the responder's SYN-ACK starts it over.
+        let f = flags & (SYN | ACK | FIN | RST);
+        if !self.expired(&m) && m.state.is_tcp() {
+            let past_handshake = !matches!(
+                m.state,
+                ConnState::TcpSynSent
+                    | ConnState::TcpSynRecv
+                    | ConnState::TcpTimeWait
+                    | ConnState::TcpClosed
+            );
+            let mm = self.model.get_mut(&key).unwrap();
+            if dir == Dir::Original && f == SYN && past_handshake {
+                assert_eq!(got, Track::Accept);
+                mm.syn_again = true;
+                mm.packets[0] += 1;
+                mm.bytes[0] += u64::from(bytes);
+                return;
+            }
+            if dir == Dir::Reply && mm.syn_again {
+                mm.syn_again = false;
+                if f == SYN | ACK {
+                    assert_eq!(got, Track::Accept);
+                    mm.state = ConnState::TcpSynRecv;
+                    mm.last_seen = self.now;
+                    mm.packets[1] += 1;
+                    mm.bytes[1] += u64::from(bytes);
+                    return;
+                }
+            }
+        }
         match expect {
             Step::To(s) => {
                 assert_eq!(got, Track::Accept);

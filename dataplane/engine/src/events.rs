@@ -76,4 +76,8 @@ pub struct FlowEvent {
     pub bytes: [u64; 2],
     /// For `Closed` / `Revoked`: connection lifetime in nanoseconds.
     pub duration_ns: u64,
+    /// For `Denied`: identical denials (source, destination segment,
+    /// service) folded into the previous interval and not reported one by
+    /// one (see [`crate::fold`]).
+    pub repeats: u32,
 }

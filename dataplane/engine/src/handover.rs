@@ -22,15 +22,22 @@ use bulkhead_classify::CompiledPolicy;
 pub struct PolicySnapshot {
     pub generation: u64,
     pub policy: CompiledPolicy,
-    /// New connections decided per rule (index = rule; last = the default),
-    /// summed over workers. Touched only on the new-connection slow path.
-    pub rule_hits: Box<[AtomicU64]>,
+    /// New connections decided per rule (index = rule; last = the
+    /// default), one array per worker: each is written by its worker only
+    /// (a plain load and store, no read-modify-write, no sharing) and summed
+    /// off the packet path by [`PolicySnapshot::rule_counts`].
+    rule_hits: Box<[Box<[AtomicU64]>]>,
 }
 
 impl PolicySnapshot {
-    pub fn new(generation: u64, policy: CompiledPolicy) -> PolicySnapshot {
-        let rule_hits = (0..=policy.rule_count())
-            .map(|_| AtomicU64::new(0))
+    /// A snapshot for `workers` workers (tests and benchmarks may use 1).
+    pub fn new(generation: u64, policy: CompiledPolicy, workers: usize) -> PolicySnapshot {
+        let rule_hits = (0..workers.max(1))
+            .map(|_| {
+                (0..=policy.rule_count())
+                    .map(|_| AtomicU64::new(0))
+                    .collect()
+            })
             .collect();
         PolicySnapshot {
             generation,
@@ -39,7 +46,26 @@ impl PolicySnapshot {
         }
     }
 
-    /// `(rule name, new connections)` for every rule and the default.
+    /// Count a new connection decided by `rule` ([`crate::events::RULE_DEFAULT`]
+    /// for the default) on `worker`.
+    #[inline]
+    pub fn count_rule(&self, worker: u16, rule: u32) {
+        let Some(hits) = self.rule_hits.get(usize::from(worker)) else {
+            return;
+        };
+        let i = if rule == crate::events::RULE_DEFAULT {
+            hits.len().saturating_sub(1)
+        } else {
+            rule as usize
+        };
+        if let Some(c) = hits.get(i) {
+            // Single writer: no read-modify-write needed.
+            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// `(rule name, new connections)` for every rule and the default,
+    /// summed over workers.
     pub fn rule_counts(&self) -> Vec<(String, u64)> {
         let n = self.policy.rule_count();
         (0..=n)
@@ -51,7 +77,13 @@ impl PolicySnapshot {
                         .rule_name(bulkhead_classify::RuleRef::Rule(i as u32))
                         .to_string()
                 };
-                (name, self.rule_hits[i].load(Ordering::Relaxed))
+                let total = self
+                    .rule_hits
+                    .iter()
+                    .filter_map(|w| w.get(i))
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .sum();
+                (name, total)
             })
             .collect()
     }
@@ -60,15 +92,18 @@ impl PolicySnapshot {
 /// Shared between the control side and the workers.
 #[derive(Debug)]
 pub struct PolicyHandle {
+    workers: usize,
     current: ArcSwap<PolicySnapshot>,
     generation: AtomicU64,
     retired: Mutex<Vec<Arc<PolicySnapshot>>>,
 }
 
 impl PolicyHandle {
-    pub fn new(policy: CompiledPolicy) -> PolicyHandle {
+    /// Generation 1 is `policy`, for `workers` workers.
+    pub fn new(policy: CompiledPolicy, workers: usize) -> PolicyHandle {
         PolicyHandle {
-            current: ArcSwap::from_pointee(PolicySnapshot::new(1, policy)),
+            workers,
+            current: ArcSwap::from_pointee(PolicySnapshot::new(1, policy, workers)),
             generation: AtomicU64::new(1),
             retired: Mutex::new(Vec::new()),
         }
@@ -80,9 +115,11 @@ impl PolicyHandle {
         // One publisher at a time: the retired list lock serialises publishers.
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        let old = self
-            .current
-            .swap(Arc::new(PolicySnapshot::new(generation, policy)));
+        let old = self.current.swap(Arc::new(PolicySnapshot::new(
+            generation,
+            policy,
+            self.workers,
+        )));
         retired.push(old);
         self.generation.store(generation, Ordering::Release);
         generation

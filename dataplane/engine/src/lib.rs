@@ -17,11 +17,13 @@
 #![forbid(unsafe_code)]
 
 pub mod events;
+pub mod fold;
 pub mod handover;
 pub mod idle;
 pub mod pipeline;
 pub mod stats;
 pub mod worker;
+pub mod zones;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,15 +31,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bulkhead_classify::CompiledPolicy;
-use bulkhead_conntrack::Timeouts;
+use bulkhead_conntrack::{Quotas, Timeouts};
 use bulkhead_dpdk::{Eal, Mempool, Port, PortConfig, PortId};
 use crossbeam::queue::ArrayQueue;
 
 use crate::events::{EventMode, FlowEvent};
+use crate::fold::FoldConfig;
 use crate::handover::PolicyHandle;
 use crate::idle::IdleMode;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::stats::{Counters, SharedCounters};
+use crate::zones::ZoneConfig;
 
 /// Packets per burst.
 pub const BURST: usize = 32;
@@ -62,6 +66,12 @@ pub struct EngineConfig {
     pub event_mode: EventMode,
     /// Per-worker flow-event queue length.
     pub event_queue: usize,
+    /// Tracked connections per source address and per source segment, per worker.
+    pub quotas: Quotas,
+    /// Folding and rate limit of denial events, per worker.
+    pub fold: FoldConfig,
+    /// Zones of the wire sides and router zones.
+    pub zones: ZoneConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +84,17 @@ pub enum EngineError {
     Core { core: usize, message: String },
     #[error("worker {0} failed to start: {1}")]
     Start(usize, String),
+    #[error("cannot read a hash seed from the OS's random source: {0}")]
+    Random(std::io::Error),
+}
+
+/// A random 64-bit value from the OS (`/dev/urandom`): connection-table hash
+/// seeds, so no one can choose tuples that collide on this appliance.
+pub fn os_random_u64() -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(u64::from_ne_bytes(b))
 }
 
 /// A running dataplane.
@@ -132,7 +153,8 @@ impl Engine {
             ports.push(Port::configure(eal, a, &port_cfg, &pool)?);
             ports.push(Port::configure(eal, b, &port_cfg, &pool)?);
         }
-        let policy = Arc::new(PolicyHandle::new(policy));
+        let policy = Arc::new(PolicyHandle::new(policy, nworkers));
+        let zones = Arc::new(cfg.zones.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
         let base_tsc = Eal::tsc();
@@ -165,8 +187,12 @@ impl Engine {
                     event_mode: cfg.event_mode,
                     conntrack_capacity: cfg.conntrack_capacity,
                     timeouts: cfg.timeouts,
+                    quotas: cfg.quotas,
+                    fold: cfg.fold,
+                    hash_seed: os_random_u64().map_err(EngineError::Random)?,
                 },
                 queue.clone(),
+                zones.clone(),
             )
             .map_err(|e| EngineError::Conntrack(e.to_string()))?;
             workers.push(worker::Worker {

@@ -8,34 +8,38 @@
 //! a new connection, a re-judgement after a policy change, an ICMP error,
 //! an event — is `#[cold]`.
 //!
-//! Connection keys hold the addresses, ports and protocol, and in place of
-//! segments the frame's VLAN domain (VLAN ID + 1, 0 when untagged). A virtual
-//! wire passes frames unchanged, so both directions carry the same VLAN; the
-//! VLAN and an address determine that address's segment under any policy
-//! (VLAN segment if listed, else longest prefix), so equal addresses in
-//! different segments never share a key. Unlike placed segments, the domain
-//! does not change when a new policy moves an address to another segment:
-//! the connection is then found and judged again under the new placement,
-//! kept if allowed and cut if denied. Rules judge with the spec's placement
-//! (source: VLAN, else prefix, with anti-spoofing; destination: prefix).
-//! Anti-spoofing applies to packets that open connections; later packets
-//! must match a tracked connection exactly.
+//! Connection keys hold the addresses, ports, protocol, the request type of
+//! an ICMP query pair, and the frame's VLAN domain (outer and inner tag, see
+//! [`vlan_domain`]) in place of segments. A virtual wire passes frames
+//! unchanged, so both directions carry the same tags; the tags and an
+//! address determine that address's segment under any policy (VLAN segment
+//! if listed, else longest prefix), so equal addresses in different segments
+//! never share a key. Unlike placed segments, the domain does not change
+//! when a new policy moves an address to another segment: the connection is
+//! then found and judged again under the new placement, kept if allowed and
+//! cut if denied. Rules judge with the spec's placement (source: VLAN, else
+//! prefix, with anti-spoofing; destination: prefix); a QinQ frame is placed
+//! by address only (a segment's `vlans` are single tags). Anti-spoofing
+//! applies to packets that open connections and to the addresses ARP and
+//! neighbour discovery announce; later packets must match a tracked
+//! connection exactly.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bulkhead_classify::{Action, FlowQuery, PlaceError, RuleRef, SegIdx};
 use bulkhead_conntrack::{
-    tcp_may_open, ConnFlags, ConnKey, ConnTable, Dir, Endpoint, Entry, EntryId, InsertError,
-    NewConn, TableConfig, Timeouts, Track,
+    domain_vlans, tcp_may_open, vlan_domain, ConnFlags, ConnKey, ConnTable, Dir, Endpoint, Entry,
+    EntryId, InsertError, KeySide, NewConn, Quotas, TableConfig, Timeouts, Track,
 };
 use bulkhead_packet::flow::{addr_to_v4, Addr, FlowTuple};
-use bulkhead_packet::{parse, IpPacket, ParseConfig, Parsed};
+use bulkhead_packet::{icmp_query, parse, Arp, IcmpClass, IpPacket, ParseConfig, Parsed};
 use crossbeam::queue::ArrayQueue;
 
 use crate::events::{EventKind, EventMode, FlowEvent, RULE_DEFAULT};
+use crate::fold::{DenyFolder, FoldConfig, FoldVerdict};
 use crate::handover::PolicySnapshot;
 use crate::stats::{slot, EngineDrop, Fate, LocalCounters, Side};
+use crate::zones::{Ingress, ZoneConfig};
 use crate::BURST;
 
 /// Frames ahead whose first cache line is prefetched while parsing: hides the
@@ -47,6 +51,10 @@ const DATA_PREFETCH_DISTANCE: usize = 4;
 const ICMP: u8 = 1;
 /// ICMP redirect: changes a host's routing, never accepted as "related".
 const ICMP_REDIRECT: u16 = 5;
+/// ICMPv6 router advertisement (RA guard).
+const ND_ROUTER_ADVERTISEMENT: u16 = 134;
+/// ICMPv6 neighbour advertisement (announces its target address).
+const ND_NEIGHBOR_ADVERTISEMENT: u16 = 136;
 
 const PROTO_TCP: u8 = 6;
 
@@ -60,6 +68,12 @@ pub struct PipelineConfig {
     /// Most connections tracked at once by this worker.
     pub conntrack_capacity: usize,
     pub timeouts: Timeouts,
+    /// Tracked connections per source address and per source segment.
+    pub quotas: Quotas,
+    /// Folding and rate limit of denial events.
+    pub fold: FoldConfig,
+    /// Seed of the connection table's hash (give each worker a random one).
+    pub hash_seed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +91,9 @@ enum Stage {
     Lookup(IpPacket),
     /// An ICMP error whose quoted flow is looked up under `key`.
     IcmpError(IpPacket),
+    /// An ICMP informational message outside the query pairs: judged by
+    /// the rules per packet, never tracked.
+    Untracked(IpPacket),
 }
 
 /// One worker's packet path and the state it owns.
@@ -87,10 +104,12 @@ pub struct Pipeline {
     ct: ConnTable,
     counters: LocalCounters,
     events: Arc<ArrayQueue<FlowEvent>>,
+    zones: Arc<ZoneConfig>,
+    folder: DenyFolder,
     stage: [Stage; BURST],
     keys: [ConnKey; BURST],
     /// Which side of the key the packet's source is.
-    key_side: [bulkhead_conntrack::Side; BURST],
+    key_side: [KeySide; BURST],
     hashes: [u64; BURST],
     /// Pass 2 lookup results, valid until the table changes within the burst.
     found: [Option<EntryId>; BURST],
@@ -102,6 +121,7 @@ impl Pipeline {
     pub fn new(
         cfg: PipelineConfig,
         events: Arc<ArrayQueue<FlowEvent>>,
+        zones: Arc<ZoneConfig>,
     ) -> Result<Pipeline, PipelineError> {
         let want = cfg
             .conntrack_capacity
@@ -112,18 +132,21 @@ impl Pipeline {
             slots,
             max_connections: want,
             timeouts: cfg.timeouts,
-            hash_seed: seed(cfg.worker),
+            hash_seed: cfg.hash_seed,
+            quotas: cfg.quotas,
         };
         let ct = ConnTable::new(&table).map_err(|e| PipelineError::Table(e.to_string()))?;
         Ok(Pipeline {
+            folder: DenyFolder::new(cfg.fold, cfg.hash_seed.rotate_left(23)),
             cfg,
             parse_cfg: ParseConfig::default(),
             ct,
             counters: LocalCounters::default(),
             events,
+            zones,
             stage: [Stage::Done; BURST],
             keys: [ConnKey::default(); BURST],
-            key_side: [bulkhead_conntrack::Side::A; BURST],
+            key_side: [KeySide::A; BURST],
             hashes: [0; BURST],
             found: [None; BURST],
             changed: false,
@@ -142,16 +165,18 @@ impl Pipeline {
         &self.ct
     }
 
-    /// Run one burst of frames that entered on `side`. `fates[i]` receives
-    /// the fate of `frames[i]`; at most [`BURST`] frames.
+    /// Run one burst of frames that entered at `ingress` (a wire side).
+    /// `fates[i]` receives the fate of `frames[i]`; at most [`BURST`] frames.
     pub fn process_burst(
         &mut self,
         snap: &PolicySnapshot,
-        side: Side,
+        ingress: impl Into<Ingress>,
         frames: &[&[u8]],
         now: u64,
         fates: &mut [Fate],
     ) {
+        let ingress = ingress.into();
+        let side = ingress.side;
         let n = frames.len().min(BURST).min(fates.len());
         // Pass 1: parse, key, hash, prefetch the bucket.
         let mut rx_bytes = 0u64;
@@ -183,25 +208,33 @@ impl Pipeline {
                     if p.fragment == bulkhead_packet::Fragment::NonFirst {
                         continue; // configured to pass untracked
                     }
-                    let tuple = match p.icmp_error {
-                        Some(q) => {
+                    let (tuple, icmp_type) = match (p.icmp_error, p.icmp) {
+                        (Some(q), _) => {
                             self.stage[i] = Stage::IcmpError(p);
-                            q.tuple
+                            (q.tuple, quoted_icmp_type(&q.tuple))
                         }
-                        None => {
+                        (None, IcmpClass::Informational) => {
+                            self.stage[i] = Stage::Untracked(p);
+                            continue;
+                        }
+                        (None, IcmpClass::Query(q)) => {
                             self.stage[i] = Stage::Lookup(p);
-                            p.tuple
+                            (p.tuple, q.request_type)
+                        }
+                        (None, _) => {
+                            self.stage[i] = Stage::Lookup(p);
+                            (p.tuple, 0)
                         }
                     };
-                    let (key, ks) = conn_key(p.vlan, &tuple);
+                    let domain = vlan_domain(p.outer_vlan, p.vlan);
+                    let (key, ks) = conn_key(domain, &tuple, icmp_type);
                     self.keys[i] = key;
                     self.key_side[i] = ks;
                     self.hashes[i] = self.ct.hash(&key);
                     self.ct.prefetch(self.hashes[i]);
                 }
-                Parsed::Arp | Parsed::NeighborDiscovery(_) => {
-                    self.counters.add(slot::PASSED_L2, 1);
-                }
+                Parsed::Arp(a) => fates[i] = self.arp(snap, &a),
+                Parsed::NeighborDiscovery(p) => fates[i] = self.nd(snap, ingress, frame, &p),
                 Parsed::NonIp { .. } => {
                     if !self.cfg.pass_non_ip {
                         fates[i] = Fate::Engine(EngineDrop::NonIp);
@@ -223,6 +256,7 @@ impl Pipeline {
                 Stage::Done => fates[i],
                 Stage::Lookup(p) => self.tracked(snap, side, i, &p, frames[i].len() as u32, now),
                 Stage::IcmpError(p) => self.icmp_error(snap, i, &p, now),
+                Stage::Untracked(p) => self.untracked(snap, side, &p, frames[i].len() as u32, now),
             };
             fates[i] = fate;
             self.counters.drop(fate);
@@ -246,10 +280,7 @@ impl Pipeline {
     #[inline]
     fn status(&self, id: EntryId, snap: &PolicySnapshot, now: u64) -> (bool, bool) {
         match self.ct.entry(id) {
-            Some(e) => (
-                self.ct.is_expired(e, now),
-                e.generation() == snap.generation,
-            ),
+            Some(e) => (self.ct.is_expired(e, now), e.judged_under(snap.generation)),
             None => (true, false),
         }
     }
@@ -273,7 +304,7 @@ impl Pipeline {
             (
                 e.dir(self.key_side[i]),
                 self.ct.is_expired(e, now),
-                e.generation() == snap.generation,
+                e.judged_under(snap.generation),
             )
         }) else {
             return self.new_connection(snap, side, i, p, len, now);
@@ -283,8 +314,14 @@ impl Pipeline {
             self.close(snap, id, EventKind::Closed, now);
             return self.new_connection(snap, side, i, p, len, now);
         }
+        if let IcmpClass::Query(q) = p.icmp {
+            // Only the initiator asks, only the responder answers.
+            if q.is_request != (dir == Dir::Original) {
+                return Fate::Engine(EngineDrop::Invalid);
+            }
+        }
         if !current {
-            if let Some(fate) = self.rejudge(snap, id, p.vlan, now) {
+            if let Some(fate) = self.rejudge(snap, id, now) {
                 return fate;
             }
         }
@@ -312,11 +349,15 @@ impl Pipeline {
     ) -> Fate {
         let t = &p.tuple;
         let policy = &snap.policy;
-        let src = match place_src(snap, p.vlan, t.src) {
+        let src = match place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src) {
             Ok(s) => s,
             Err(PlaceError::Spoofed) => return Fate::Engine(EngineDrop::Spoofed),
         };
         if t.proto == PROTO_TCP && !tcp_may_open(p.tcp_flags) {
+            return Fate::Engine(EngineDrop::Invalid);
+        }
+        // A reply that answers no tracked request.
+        if matches!(p.icmp, IcmpClass::Query(q) if !q.is_request) {
             return Fate::Engine(EngineDrop::Invalid);
         }
         let dst = place_dst(snap, t.dst);
@@ -326,11 +367,8 @@ impl Pipeline {
             proto: t.proto,
             port: t.svc,
         });
-        let rule = match d.rule {
-            RuleRef::Rule(r) => r,
-            RuleRef::Default => RULE_DEFAULT,
-        };
-        snap.count_rule(rule);
+        let rule = rule_index(d.rule);
+        snap.count_rule(self.cfg.worker, rule);
         let src_id = policy.segment_id(src).0;
         let dst_id = policy.segment_id(dst).0;
         let mut ev = FlowEvent {
@@ -348,25 +386,20 @@ impl Pipeline {
             packets: [1, 0],
             bytes: [u64::from(len), 0],
             duration_ns: 0,
+            repeats: 0,
         };
         if d.action == Action::Deny {
             self.counters.add(slot::NEW_DENIED, 1);
             ev.kind = EventKind::Denied;
-            self.emit(ev);
+            self.emit_denied(ev);
             return Fate::Engine(EngineDrop::PolicyDeny);
-        }
-        let mut flags = ConnFlags::NONE;
-        if d.log {
-            flags = ConnFlags(flags.0 | ConnFlags::LOG.0);
-        }
-        if d.monitor {
-            flags = ConnFlags(flags.0 | ConnFlags::MONITOR.0);
         }
         let new = NewConn {
             initiator: self.key_side[i],
+            src_segment: src_id,
             generation: snap.generation,
             rule,
-            flags,
+            flags: verdict_flags(d.log, d.monitor),
             bytes: len,
             svc: t.svc,
         };
@@ -374,15 +407,24 @@ impl Pipeline {
         let hash = self.hashes[i];
         let mut evicted: Option<Entry> = None;
         self.changed = true;
+        let before = self.ct.counters();
         let res = self.ct.insert(&key, hash, now, new, |e| evicted = Some(*e));
         if let Some(e) = evicted {
-            self.counters.add(slot::CONN_EXPIRED, 1);
+            let early = self.ct.counters().evicted_unreplied > before.evicted_unreplied;
+            let slot = if early {
+                slot::CONN_EVICTED
+            } else {
+                slot::CONN_EXPIRED
+            };
+            self.counters.add(slot, 1);
             let ev = closed_event(snap, &e, EventKind::Closed, now, self.cfg.worker);
             self.emit(ev);
         }
         match res {
             Ok(_) => {}
             Err(InsertError::Full) => return Fate::Engine(EngineDrop::TableFull),
+            Err(InsertError::SourceQuota) => return Fate::Engine(EngineDrop::SourceQuota),
+            Err(InsertError::SegmentQuota) => return Fate::Engine(EngineDrop::SegmentQuota),
             Err(InsertError::Exists(_)) => return Fate::Engine(EngineDrop::Invalid),
         }
         if d.monitor {
@@ -395,23 +437,106 @@ impl Pipeline {
         Fate::Forward
     }
 
+    /// An ICMP informational message outside the query pairs (router
+    /// solicitation, multicast listener messages, redirects, ...): the rules
+    /// judge each one; nothing is tracked, so nothing passes back unasked.
+    #[cold]
+    #[inline(never)]
+    fn untracked(
+        &mut self,
+        snap: &PolicySnapshot,
+        side: Side,
+        p: &IpPacket,
+        len: u32,
+        now: u64,
+    ) -> Fate {
+        let t = &p.tuple;
+        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src) else {
+            return Fate::Engine(EngineDrop::Spoofed);
+        };
+        let dst = place_dst(snap, t.dst);
+        let d = snap.policy.decide(&FlowQuery {
+            src,
+            dst,
+            proto: t.proto,
+            port: t.svc,
+        });
+        if d.action == Action::Allow || d.monitor {
+            return Fate::Forward;
+        }
+        self.counters.add(slot::NEW_DENIED, 1);
+        let ev = FlowEvent {
+            kind: EventKind::Denied,
+            time_ns: now,
+            worker: self.cfg.worker,
+            generation: snap.generation,
+            rule: rule_index(d.rule),
+            logged: d.log,
+            monitor: false,
+            src_segment: snap.policy.segment_id(src).0,
+            dst_segment: snap.policy.segment_id(dst).0,
+            tuple: *t,
+            side: Some(side),
+            packets: [1, 0],
+            bytes: [u64::from(len), 0],
+            duration_ns: 0,
+            repeats: 0,
+        };
+        self.emit_denied(ev);
+        Fate::Engine(EngineDrop::PolicyDeny)
+    }
+
+    /// ARP: never judged by the rules, but a host may only announce an
+    /// address of its own segment (the same anti-spoofing as IP). An ARP
+    /// probe (sender 0.0.0.0, RFC 5227) announces nothing.
+    #[cold]
+    #[inline(never)]
+    fn arp(&mut self, snap: &PolicySnapshot, a: &Arp) -> Fate {
+        let vlan = placement_vlan(a.outer_vlan, a.vlan);
+        if a.sender != 0 && snap.policy.place_src_v4(vlan, a.sender).is_err() {
+            return Fate::Engine(EngineDrop::ArpSpoofed);
+        }
+        self.counters.add(slot::PASSED_L2, 1);
+        Fate::Forward
+    }
+
+    /// IPv6 neighbour discovery (validated by the parser): the source and an
+    /// advertisement's target pass the same anti-spoofing as IP; router
+    /// advertisements pass only from router zones (RA guard, RFC 6105).
+    #[cold]
+    #[inline(never)]
+    fn nd(&mut self, snap: &PolicySnapshot, ingress: Ingress, frame: &[u8], p: &IpPacket) -> Fate {
+        let t = &p.tuple;
+        if t.svc == ND_ROUTER_ADVERTISEMENT
+            && !self.zones.is_router_zone(ingress, p.outer_vlan, p.vlan)
+        {
+            return Fate::Engine(EngineDrop::RaGuard);
+        }
+        let vlan = placement_vlan(p.outer_vlan, p.vlan);
+        let announces = |a: Addr| a != 0 && snap.policy.place_src_v6(vlan, a).is_err();
+        if announces(t.src) {
+            return Fate::Engine(EngineDrop::NdSpoofed);
+        }
+        if t.svc == ND_NEIGHBOR_ADVERTISEMENT
+            && bulkhead_packet::nd_target(frame, p).is_some_and(announces)
+        {
+            return Fate::Engine(EngineDrop::NdSpoofed);
+        }
+        self.counters.add(slot::PASSED_L2, 1);
+        Fate::Forward
+    }
+
     /// A tracked connection judged under an older policy generation: judge it
     /// again as its initiator opened it. `None` when it may continue.
     #[cold]
     #[inline(never)]
-    fn rejudge(
-        &mut self,
-        snap: &PolicySnapshot,
-        id: EntryId,
-        vlan: Option<u16>,
-        now: u64,
-    ) -> Option<Fate> {
+    fn rejudge(&mut self, snap: &PolicySnapshot, id: EntryId, now: u64) -> Option<Fate> {
         let e = *self.ct.entry(id)?;
         let key = e.key();
         let init = key.endpoint(e.initiator());
         let resp = key.endpoint(e.initiator().other());
         let policy = &snap.policy;
-        let src = initiator_segment(snap, vlan, init.addr);
+        let src = initiator_segment(snap, key.domain(), init.addr);
         let dst = place_dst(snap, resp.addr);
         let proto = key.proto();
         let d = policy.decide(&FlowQuery {
@@ -421,22 +546,13 @@ impl Pipeline {
             port: e.svc(),
         });
         self.counters.add(slot::REJUDGED, 1);
-        let rule = match d.rule {
-            RuleRef::Rule(r) => r,
-            RuleRef::Default => RULE_DEFAULT,
-        };
+        let rule = rule_index(d.rule);
         if d.action == Action::Deny {
             self.close(snap, id, EventKind::Revoked, now);
             return Some(Fate::Engine(EngineDrop::Revoked));
         }
-        let mut flags = ConnFlags::NONE;
-        if d.log {
-            flags = ConnFlags(flags.0 | ConnFlags::LOG.0);
-        }
-        if d.monitor {
-            flags = ConnFlags(flags.0 | ConnFlags::MONITOR.0);
-        }
-        self.ct.set_judgement(id, snap.generation, rule, flags);
+        self.ct
+            .set_judgement(id, snap.generation, rule, verdict_flags(d.log, d.monitor));
         None
     }
 
@@ -457,14 +573,14 @@ impl Pipeline {
                     if current {
                         return Fate::Forward;
                     }
-                    return match self.rejudge(snap, id, p.vlan, now) {
+                    return match self.rejudge(snap, id, now) {
                         None => Fate::Forward,
                         Some(fate) => fate,
                     };
                 }
             }
         }
-        let Ok(src) = place_src(snap, p.vlan, t.src) else {
+        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src) else {
             return Fate::Engine(EngineDrop::Spoofed);
         };
         let dst = place_dst(snap, t.dst);
@@ -527,6 +643,72 @@ impl Pipeline {
             self.counters.add(slot::EVENTS_DROPPED, 1);
         }
     }
+
+    /// A denial event, folded with its repeats and rate-limited (see [`crate::fold`]).
+    #[cold]
+    fn emit_denied(&mut self, mut ev: FlowEvent) {
+        if !wants(self.cfg.event_mode, &ev) {
+            return;
+        }
+        let t = &ev.tuple;
+        match self
+            .folder
+            .denied(t.src, ev.dst_segment, t.proto, t.svc, ev.time_ns)
+        {
+            FoldVerdict::Report { repeats } => {
+                ev.repeats = repeats;
+                self.emit(ev);
+            }
+            FoldVerdict::Suppress => self.counters.add(slot::EVENTS_SUPPRESSED, 1),
+        }
+    }
+}
+
+/// The rule index an event and the counters use for a decision.
+#[inline]
+fn rule_index(r: RuleRef) -> u32 {
+    match r {
+        RuleRef::Rule(r) => r,
+        RuleRef::Default => RULE_DEFAULT,
+    }
+}
+
+/// The connection flags of a verdict.
+#[inline]
+fn verdict_flags(log: bool, monitor: bool) -> ConnFlags {
+    let mut flags = ConnFlags::NONE;
+    if log {
+        flags = flags | ConnFlags::LOG;
+    }
+    if monitor {
+        flags = flags | ConnFlags::MONITOR;
+    }
+    flags
+}
+
+/// The request type a quoted ICMP query is tracked under (0 for others).
+#[inline]
+fn quoted_icmp_type(t: &FlowTuple) -> u8 {
+    let icmp = if t.v6 { 58 } else { ICMP };
+    if t.proto != icmp {
+        return 0;
+    }
+    u8::try_from(t.svc)
+        .ok()
+        .and_then(|ty| icmp_query(t.v6, ty))
+        .map_or(0, |q| q.request_type)
+}
+
+/// The VLAN that places a frame in a segment: the only tag of a
+/// single-tagged frame. A QinQ frame is placed by address (a segment's
+/// `vlans` are single tags; its domain still keeps its connections apart).
+#[inline]
+fn placement_vlan(outer: Option<u16>, inner: Option<u16>) -> Option<u16> {
+    if outer.is_some() {
+        None
+    } else {
+        inner
+    }
 }
 
 /// Queue the "closed" event of an entry leaving the table (expiry, flush).
@@ -557,15 +739,6 @@ fn wants(mode: EventMode, ev: &FlowEvent) -> bool {
     }
 }
 
-/// A per-worker hash seed, so tuples cannot be chosen to collide on every appliance.
-fn seed(worker: u16) -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x9e37_79b9_7f4a_7c15);
-    t ^ (u64::from(worker) << 48) ^ u64::from(std::process::id()).rotate_left(17)
-}
-
 #[inline]
 fn place_dst(snap: &PolicySnapshot, a: Addr) -> SegIdx {
     match addr_to_v4(a) {
@@ -582,37 +755,29 @@ fn place_src(snap: &PolicySnapshot, vlan: Option<u16>, a: Addr) -> Result<SegIdx
     }
 }
 
-/// The connection key of a flow seen in a frame with `vlan`: both endpoint
-/// "segment" fields hold the frame's VLAN domain (VLAN ID + 1, 0 untagged).
-/// See the module docs for why this, not the placed segments, is the key.
+/// The connection key of a flow seen in a frame of VLAN `domain`.
 #[inline]
-fn conn_key(vlan: Option<u16>, t: &FlowTuple) -> (ConnKey, bulkhead_conntrack::Side) {
-    let domain = vlan.map_or(0, |v| u32::from(v) + 1);
+fn conn_key(domain: u32, t: &FlowTuple, icmp_type: u8) -> (ConnKey, KeySide) {
     ConnKey::new(
+        domain,
         Endpoint {
-            seg: domain,
             addr: t.src,
             port: t.sport,
         },
         Endpoint {
-            seg: domain,
             addr: t.dst,
             port: t.dport,
         },
         t.proto,
+        icmp_type,
     )
-}
-
-/// The VLAN of a key's domain (see [`conn_key`]).
-#[inline]
-fn domain_vlan(domain: u32) -> Option<u16> {
-    domain.checked_sub(1).and_then(|v| u16::try_from(v).ok())
 }
 
 /// Segment of a connection's initiator under `snap`, as the rules place a
 /// source: the VLAN's segment if listed, else the longest prefix.
-fn initiator_segment(snap: &PolicySnapshot, vlan: Option<u16>, addr: Addr) -> SegIdx {
-    match vlan.and_then(|v| snap.policy.vlan_segment(v)) {
+fn initiator_segment(snap: &PolicySnapshot, domain: u32, addr: Addr) -> SegIdx {
+    let (outer, inner) = domain_vlans(domain);
+    match placement_vlan(outer, inner).and_then(|v| snap.policy.vlan_segment(v)) {
         Some(s) => s,
         None => place_dst(snap, addr),
     }
@@ -632,7 +797,7 @@ fn closed_event(
     let proto = key.proto();
     let src_seg = snap
         .policy
-        .segment_id(initiator_segment(snap, domain_vlan(init.seg), init.addr))
+        .segment_id(initiator_segment(snap, key.domain(), init.addr))
         .0;
     let dst_seg = snap.policy.segment_id(place_dst(snap, resp.addr)).0;
     FlowEvent {
@@ -662,20 +827,6 @@ fn closed_event(
             EventKind::Closed => e.duration_ns(),
             _ => now.saturating_sub(e.created()),
         },
-    }
-}
-
-impl PolicySnapshot {
-    /// Count a new connection decided by `rule` ([`RULE_DEFAULT`] for the default).
-    #[inline]
-    pub fn count_rule(&self, rule: u32) {
-        let i = if rule == RULE_DEFAULT {
-            self.rule_hits.len().saturating_sub(1)
-        } else {
-            rule as usize
-        };
-        if let Some(c) = self.rule_hits.get(i) {
-            c.fetch_add(1, Relaxed);
-        }
+        repeats: 0,
     }
 }

@@ -61,10 +61,21 @@ pub enum EngineDrop {
     IcmpUnrelated,
     /// The device did not take the packet on transmit.
     TxFull,
+    /// ARP announcing an address of another segment than its VLAN's.
+    ArpSpoofed,
+    /// Neighbour discovery from, or advertising, an address of another
+    /// segment than its VLAN's.
+    NdSpoofed,
+    /// A router advertisement from outside the router zones (RFC 6105).
+    RaGuard,
+    /// The source address has its quota of tracked connections.
+    SourceQuota,
+    /// The source segment has its quota of tracked connections.
+    SegmentQuota,
 }
 
 impl EngineDrop {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 14;
     pub const ALL: [EngineDrop; Self::COUNT] = [
         EngineDrop::PolicyDeny,
         EngineDrop::Invalid,
@@ -75,6 +86,11 @@ impl EngineDrop {
         EngineDrop::Revoked,
         EngineDrop::IcmpUnrelated,
         EngineDrop::TxFull,
+        EngineDrop::ArpSpoofed,
+        EngineDrop::NdSpoofed,
+        EngineDrop::RaGuard,
+        EngineDrop::SourceQuota,
+        EngineDrop::SegmentQuota,
     ];
     #[inline]
     pub fn index(self) -> usize {
@@ -91,6 +107,11 @@ impl EngineDrop {
             EngineDrop::Revoked => "revoked",
             EngineDrop::IcmpUnrelated => "icmp_unrelated",
             EngineDrop::TxFull => "tx_full",
+            EngineDrop::ArpSpoofed => "arp_spoofed",
+            EngineDrop::NdSpoofed => "nd_spoofed",
+            EngineDrop::RaGuard => "ra_guard",
+            EngineDrop::SourceQuota => "source_quota",
+            EngineDrop::SegmentQuota => "segment_quota",
         }
     }
 }
@@ -122,7 +143,11 @@ pub mod slot {
     pub const BUSY_PACKETS: usize = 15;
     pub const PASSED_L2: usize = 16;
     pub const REJUDGED: usize = 17;
-    pub const PARSE_DROP_BASE: usize = 18;
+    /// entries evicted early (never replied to) to make room
+    pub const CONN_EVICTED: usize = 18;
+    /// denial events folded or rate-limited (see `fold`)
+    pub const EVENTS_SUPPRESSED: usize = 19;
+    pub const PARSE_DROP_BASE: usize = 20;
     pub const ENGINE_DROP_BASE: usize = PARSE_DROP_BASE + DropReason::COUNT;
     pub const COUNT: usize = ENGINE_DROP_BASE + EngineDrop::COUNT;
 }
@@ -329,6 +354,18 @@ impl Counters {
         out.push((
             "bulkhead_dataplane_connections_expired_total".into(),
             self.v[slot::CONN_EXPIRED],
+        ));
+        out.push((
+            "bulkhead_dataplane_connections_closed_total".into(),
+            self.v[slot::CONN_CLOSED],
+        ));
+        out.push((
+            "bulkhead_dataplane_connections_evicted_total".into(),
+            self.v[slot::CONN_EVICTED],
+        ));
+        out.push((
+            "bulkhead_dataplane_flow_events_suppressed_total".into(),
+            self.v[slot::EVENTS_SUPPRESSED],
         ));
         out.push((
             "bulkhead_dataplane_flow_events_dropped_total".into(),

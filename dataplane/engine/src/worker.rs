@@ -12,6 +12,7 @@ use crate::handover::{PolicyHandle, PolicySnapshot};
 use crate::idle::{Backoff, IdleMode};
 use crate::pipeline::Pipeline;
 use crate::stats::{slot, EngineDrop, Fate, SharedCounters, Side};
+use crate::zones::Ingress;
 use crate::BURST;
 
 /// Connection-table slots examined per loop iteration by the expiry walk.
@@ -57,7 +58,7 @@ impl Worker {
             let start = Eal::tsc();
             let now = clock.ns(start);
             let mut received = 0usize;
-            for wire in self.wires.iter_mut() {
+            for (w, wire) in self.wires.iter_mut().enumerate() {
                 for side in [Side::A, Side::B] {
                     let n = wire.rx[side.index()].rx_burst(&mut burst);
                     if n == 0 {
@@ -68,8 +69,12 @@ impl Worker {
                     for (f, m) in frames.iter_mut().zip(burst.iter()) {
                         *f = m.data();
                     }
+                    let ingress = Ingress {
+                        wire: w as u16,
+                        side,
+                    };
                     self.pipeline
-                        .process_burst(&snap, side, &frames[..n], now, &mut fates[..n]);
+                        .process_burst(&snap, ingress, &frames[..n], now, &mut fates[..n]);
                     forward(
                         &mut burst,
                         &fates[..n],

@@ -91,6 +91,24 @@ drop_reasons! {
     BadIcmpQuote => "bad_icmp_quote", "ICMP error quotes a malformed packet";
     /// IPv6 neighbour discovery inside a fragment (RFC 6980 forbids it).
     FragmentedNeighborDiscovery => "fragmented_neighbor_discovery", "fragmented neighbour discovery message";
+    /// Neighbour discovery with a hop limit other than 255: it crossed a
+    /// router, so it is not from the link (RFC 4861).
+    NeighborDiscoveryHopLimit => "nd_bad_hop_limit", "neighbour discovery hop limit is not 255";
+    /// Neighbour discovery behind an IPv6 extension header.
+    NeighborDiscoveryExtensionHeader => "nd_extension_header", "neighbour discovery behind an extension header";
+    /// Neighbour discovery larger than [`MAX_ND_BYTES`](crate::MAX_ND_BYTES).
+    OversizedNeighborDiscovery => "nd_oversized", "neighbour discovery message too large";
+    /// Neighbour solicitation or advertisement without its target address.
+    TruncatedNeighborDiscovery => "nd_truncated", "neighbour discovery message without its target";
+    /// ARP for other than Ethernet/IPv4, or an operation other than request or reply.
+    UnsupportedArp => "arp_unsupported", "ARP for other than Ethernet and IPv4, or not a request or reply";
+    /// ARP longer than [`MAX_ARP_BYTES`](crate::MAX_ARP_BYTES): data no ARP carries.
+    OversizedArp => "arp_oversized", "ARP message with trailing data";
+    /// An IPv6 packet with an IPv4-mapped source or destination
+    /// (`::ffff:0:0/96`), never valid on the wire (RFC 4291, RFC 6052).
+    Ipv4MappedAddress => "ipv4_mapped_address", "IPv4-mapped IPv6 address on the wire";
+    /// An IPv4 authentication header reaching past the packet.
+    TruncatedAh => "truncated_ah", "authentication header exceeds the packet";
 }
 
 impl DropReason {

@@ -6,8 +6,10 @@
 //!   conntrack and the engine.
 //! - [`parse()`]: Ethernet II, 802.1Q and QinQ, ARP, IPv4 (options,
 //!   fragments), IPv6 (extension header chain, fragments), TCP, UDP, SCTP,
-//!   ICMP and ICMPv6 (echo keyed by identifier, errors with their quoted
-//!   flow, neighbour discovery set apart).
+//!   ICMP and ICMPv6 (query pairs keyed by identifier and request type,
+//!   errors with their quoted flow, neighbour discovery validated and set
+//!   apart), ARP validated; IPv4-mapped IPv6 addresses refused; AH walked
+//!   past in both IP versions.
 //! - [`DropReason`]: why a frame was refused, doubling as a counter index.
 //! - [`build`]: writers of valid frames (correct lengths and checksums).
 //!
@@ -32,7 +34,8 @@ mod parse;
 
 pub use drop::DropReason;
 pub use parse::{
-    parse, proto, tcp_flags, tcp_flags_valid, Fragment, IpPacket, ParseConfig, Parsed, QuotedFlow,
-    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, MAX_IPV6_EXT_HEADERS,
+    icmp_query, nd_target, parse, proto, tcp_flags, tcp_flags_valid, Arp, Fragment, IcmpClass,
+    IcmpQuery, IpPacket, ParseConfig, Parsed, QuotedFlow, ETHERTYPE_ARP, ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6, ETH_HEADER_LEN, MAX_ARP_BYTES, MAX_IPV6_EXT_HEADERS, MAX_ND_BYTES,
     MAX_VLAN_TAGS, TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY,
 };

@@ -122,6 +122,78 @@ pub struct QuotedFlow {
     pub tuple: FlowTuple,
 }
 
+/// An ICMP or ICMPv6 query message, tracked as a request/reply pair: echo,
+/// timestamp, information and address mask (ICMP); echo (ICMPv6). The
+/// identifier is in both ports of the tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IcmpQuery {
+    /// The request type of the pair (8, 13, 15, 17; ICMPv6 128), also for a
+    /// reply: both directions of one exchange share it.
+    pub request_type: u8,
+    /// A request (opens a connection) rather than a reply (only passes back).
+    pub is_request: bool,
+}
+
+/// What an ICMP or ICMPv6 message is to connection tracking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum IcmpClass {
+    /// Not ICMP, or a non-first fragment.
+    #[default]
+    None,
+    /// A query type of a request/reply pair.
+    Query(IcmpQuery),
+    /// An error quoting another packet (see [`IpPacket::icmp_error`]).
+    Error,
+    /// Any other informational type: judged per packet, never tracked.
+    Informational,
+}
+
+/// The request/reply pair an ICMP (`v6` false) or ICMPv6 type belongs to.
+#[inline]
+pub const fn icmp_query(v6: bool, ty: u8) -> Option<IcmpQuery> {
+    let (request_type, is_request) = if v6 {
+        match ty {
+            128 => (128, true),
+            129 => (128, false),
+            _ => return None,
+        }
+    } else {
+        match ty {
+            8 | 13 | 15 | 17 => (ty, true),
+            0 => (8, false),
+            14 | 16 | 18 => (ty - 1, false),
+            _ => return None,
+        }
+    };
+    Some(IcmpQuery {
+        request_type,
+        is_request,
+    })
+}
+
+/// An Ethernet/IPv4 ARP message (hardware type 1, protocol 0x0800).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Arp {
+    /// 1 request, 2 reply (other operations are refused).
+    pub op: u16,
+    /// Sender protocol address (host order): the address the sender announces.
+    pub sender: u32,
+    /// Target protocol address (host order).
+    pub target: u32,
+    /// As in [`IpPacket::vlan`].
+    pub vlan: Option<u16>,
+    /// As in [`IpPacket::outer_vlan`].
+    pub outer_vlan: Option<u16>,
+}
+
+/// Most bytes an ARP message may occupy after its L2 header: the 28-byte
+/// message plus the padding of a minimum-size Ethernet frame. Anything
+/// longer carries data no ARP implementation sends.
+pub const MAX_ARP_BYTES: usize = 46;
+/// Most bytes of an IPv6 neighbour discovery packet (header included): the
+/// IPv6 minimum MTU. Router advertisements with many options fit.
+pub const MAX_ND_BYTES: usize = 1280;
+
 /// A parsed IP packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IpPacket {
@@ -154,6 +226,8 @@ pub struct IpPacket {
     pub tcp_flags: u8,
     /// Fragment position.
     pub fragment: Fragment,
+    /// What an ICMP / ICMPv6 message is to connection tracking.
+    pub icmp: IcmpClass,
 }
 
 /// What a frame is.
@@ -161,9 +235,13 @@ pub struct IpPacket {
 pub enum Parsed {
     /// An IP packet for the rules and connection tracking.
     Ip(IpPacket),
-    /// An ARP message (passed through the virtual wire, never judged).
-    Arp,
-    /// ICMPv6 types 133 to 137 (passed through, never judged).
+    /// An Ethernet/IPv4 ARP request or reply (never judged by the rules;
+    /// its sender address is subject to anti-spoofing).
+    Arp(Arp),
+    /// ICMPv6 neighbour discovery, types 133 to 136, validated as RFC 4861
+    /// asks (hop limit 255, no extension header, not fragmented, at most
+    /// [`MAX_ND_BYTES`]). Never judged by the rules. Redirects (137) are
+    /// ordinary ICMPv6 packets, judged by the rules.
     NeighborDiscovery(IpPacket),
     /// Another ethertype (or an 802.3 length field below 0x0600).
     NonIp {
@@ -176,7 +254,7 @@ pub enum Parsed {
 
 /// Hot structures stay small enough to keep a burst of results in L1.
 const _: () =
-    assert!(core::mem::size_of::<IpPacket>() <= 112 && core::mem::size_of::<Parsed>() <= 128);
+    assert!(core::mem::size_of::<IpPacket>() <= 128 && core::mem::size_of::<Parsed>() <= 144);
 
 /// Parse one Ethernet frame (without FCS). Never panics, never allocates.
 #[inline]
@@ -228,7 +306,7 @@ fn parse_frame(frame: &[u8], cfg: &ParseConfig) -> Result<Parsed, DropReason> {
     match l2.ethertype {
         ETHERTYPE_IPV4 => parse_ipv4(frame, &l2, cfg),
         ETHERTYPE_IPV6 => parse_ipv6(frame, &l2, cfg),
-        ETHERTYPE_ARP => parse_arp(frame, l2.l3),
+        ETHERTYPE_ARP => parse_arp(frame, &l2),
         ethertype => Ok(Parsed::NonIp { ethertype }),
     }
 }
@@ -280,13 +358,43 @@ fn parse_vlan_tags(frame: &[u8], mut ethertype: u16) -> Result<L2, DropReason> {
     })
 }
 
-fn parse_arp(frame: &[u8], l3: usize) -> Result<Parsed, DropReason> {
+#[cold]
+fn parse_arp(frame: &[u8], l2: &L2) -> Result<Parsed, DropReason> {
+    let l3 = l2.l3;
     let h = chunk::<8>(frame, l3).ok_or(DropReason::TruncatedArp)?;
     let need = 8 + 2 * (usize::from(h[4]) + usize::from(h[5]));
     if frame.len() - l3 < need {
         return Err(DropReason::TruncatedArp);
     }
-    Ok(Parsed::Arp)
+    // Ethernet hardware (1), IPv4 protocol, 6- and 4-byte addresses: the
+    // only ARP a virtual wire between IP segments carries.
+    if be16(h[0], h[1]) != 1 || be16(h[2], h[3]) != ETHERTYPE_IPV4 || h[4] != 6 || h[5] != 4 {
+        return Err(DropReason::UnsupportedArp);
+    }
+    let op = be16(h[6], h[7]);
+    if !matches!(op, 1 | 2) {
+        return Err(DropReason::UnsupportedArp);
+    }
+    if frame.len() - l3 > MAX_ARP_BYTES {
+        return Err(DropReason::OversizedArp);
+    }
+    let m = chunk::<28>(frame, l3).ok_or(DropReason::TruncatedArp)?;
+    let sender = u32::from_be_bytes([m[14], m[15], m[16], m[17]]);
+    let target = u32::from_be_bytes([m[24], m[25], m[26], m[27]]);
+    Ok(Parsed::Arp(Arp {
+        op,
+        sender,
+        target,
+        vlan: l2.vlan,
+        outer_vlan: l2.outer_vlan,
+    }))
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`): never valid on the wire
+/// (RFC 4291 section 2.5.5.2, RFC 6052 section 5.1).
+#[inline(always)]
+fn is_v4_mapped(a: Addr) -> bool {
+    a >> 32 == 0xffff
 }
 
 /// What both IP versions hand to the transport parser.
@@ -334,6 +442,11 @@ fn parse_ipv4(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
     let offset = frag & 0x1fff;
     let more = frag & 0x2000 != 0;
     let fragment = fragment_kind(offset, more, proto, total - ihl)?;
+    let (proto, l4) = if fragment == Fragment::NonFirst {
+        (proto, l3 + ihl)
+    } else {
+        skip_ah(frame, proto, l3 + ihl, l3 + total)?
+    };
     let ip = Ip {
         src: addr_v4(h, 12),
         dst: addr_v4(h, 16),
@@ -341,11 +454,36 @@ fn parse_ipv4(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
         v6: false,
         ttl: h[8],
         l3,
-        l4: l3 + ihl,
+        l4,
         end: l3 + total,
         fragment,
     };
     finish(frame, l2, ip, cfg)
+}
+
+/// Walk past IPv4 authentication headers (RFC 4302), as the IPv6 chain walk
+/// does, so both versions judge the protocol AH protects: at most
+/// [`MAX_IPV6_EXT_HEADERS`] of them, each within `b[..end]`.
+#[inline]
+fn skip_ah(b: &[u8], mut proto: u8, mut off: usize, end: usize) -> Result<(u8, usize), DropReason> {
+    let mut count = 0;
+    while proto == proto::AH {
+        if count == MAX_IPV6_EXT_HEADERS {
+            return Err(DropReason::TooManyExtensionHeaders);
+        }
+        let h = b
+            .get(off..end)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .ok_or(DropReason::TruncatedAh)?;
+        let len = (usize::from(h[1]) + 2) * 4;
+        if len > end - off {
+            return Err(DropReason::TruncatedAh);
+        }
+        proto = h[0];
+        off += len;
+        count += 1;
+    }
+    Ok((proto, off))
 }
 
 /// Classify a fragment from its offset (8-byte units) and M flag; refuse the
@@ -387,10 +525,14 @@ fn parse_ipv6(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
         return Err(DropReason::IpLengthExceedsFrame);
     }
     let end = l3 + total;
+    let (src, dst) = (addr_v6(h, 8), addr_v6(h, 24));
+    if is_v4_mapped(src) || is_v4_mapped(dst) {
+        return Err(DropReason::Ipv4MappedAddress);
+    }
     let chain = walk_ipv6_chain(frame, l3 + 40, end, h[6])?;
     let ip = Ip {
-        src: addr_v6(h, 8),
-        dst: addr_v6(h, 24),
+        src,
+        dst,
         proto: chain.proto,
         v6: true,
         ttl: h[7],
@@ -519,16 +661,6 @@ fn icmp6_is_error(ty: u8) -> bool {
     matches!(ty, 1..=4)
 }
 
-/// ICMP / ICMPv6 echo request or reply.
-#[inline(always)]
-fn is_echo(v6: bool, ty: u8) -> bool {
-    if v6 {
-        matches!(ty, 128 | 129)
-    } else {
-        matches!(ty, 0 | 8)
-    }
-}
-
 /// The transport part of a packet: ports, flags, quoted flow.
 #[inline(always)]
 fn finish(frame: &[u8], l2: &L2, ip: Ip, cfg: &ParseConfig) -> Result<Parsed, DropReason> {
@@ -543,6 +675,7 @@ fn finish(frame: &[u8], l2: &L2, ip: Ip, cfg: &ParseConfig) -> Result<Parsed, Dr
     };
     let mut tcp_flags = 0;
     let mut icmp_error = None;
+    let mut icmp = IcmpClass::None;
     let mut neighbor_discovery = false;
     if ip.fragment != Fragment::NonFirst {
         // l4 <= end <= frame.len() by construction; an empty slice would only
@@ -603,20 +736,22 @@ fn finish(frame: &[u8], l2: &L2, ip: Ip, cfg: &ParseConfig) -> Result<Parsed, Dr
                     .ok_or(short(DropReason::TruncatedIcmp))?;
                 let ty = h[0];
                 tuple.svc = u16::from(ty);
-                if is_echo(ip.v6, ty) {
+                if let Some(q) = icmp_query(ip.v6, ty) {
                     let id = be16(h[4], h[5]);
                     tuple.sport = id;
                     tuple.dport = id;
+                    icmp = IcmpClass::Query(q);
                 } else if ip.v6 && icmp6_is_error(ty) || !ip.v6 && icmp4_is_error(ty) {
                     let quote = l4.get(8..).unwrap_or_default();
                     icmp_error = Some(QuotedFlow {
                         tuple: parse_quote(quote, ip.v6)?,
                     });
-                } else if ip.v6 && matches!(ty, 133..=137) {
-                    if ip.fragment != Fragment::None {
-                        return Err(DropReason::FragmentedNeighborDiscovery);
-                    }
+                    icmp = IcmpClass::Error;
+                } else if ip.v6 && matches!(ty, 133..=136) {
+                    check_neighbor_discovery(&ip, ty, l4.len())?;
                     neighbor_discovery = true;
+                } else {
+                    icmp = IcmpClass::Informational;
                 }
             }
             _ => {}
@@ -637,12 +772,58 @@ fn finish(frame: &[u8], l2: &L2, ip: Ip, cfg: &ParseConfig) -> Result<Parsed, Dr
         ttl: ip.ttl,
         tcp_flags,
         fragment: ip.fragment,
+        icmp,
     };
     Ok(if neighbor_discovery {
         Parsed::NeighborDiscovery(pkt)
     } else {
         Parsed::Ip(pkt)
     })
+}
+
+/// RFC 4861 validity of a neighbour discovery message at the IP layer: sent
+/// on-link only (hop limit 255, which no router forwards), no extension
+/// header before it (RFC 6980 forbids fragments; other headers only hide the
+/// message from RA guards), and bounded in size.
+#[cold]
+fn check_neighbor_discovery(ip: &Ip, ty: u8, len: usize) -> Result<(), DropReason> {
+    if ip.fragment != Fragment::None {
+        return Err(DropReason::FragmentedNeighborDiscovery);
+    }
+    if ip.l4 != ip.l3 + 40 {
+        return Err(DropReason::NeighborDiscoveryExtensionHeader);
+    }
+    if ip.ttl != 255 {
+        return Err(DropReason::NeighborDiscoveryHopLimit);
+    }
+    if ip.end - ip.l3 > MAX_ND_BYTES {
+        return Err(DropReason::OversizedNeighborDiscovery);
+    }
+    // RFC 4861's minimum lengths: RS 8, RA 16, NS and NA 24 bytes.
+    let min = match ty {
+        133 => 8,
+        134 => 16,
+        _ => 24,
+    };
+    if len < min {
+        return Err(DropReason::TruncatedNeighborDiscovery);
+    }
+    Ok(())
+}
+
+/// The target address a neighbour advertisement (136) or solicitation (135)
+/// names: bytes 8 to 24 of the ICMPv6 message (the parser refused shorter
+/// ones). `None` for other types.
+#[inline]
+pub fn nd_target(frame: &[u8], p: &IpPacket) -> Option<Addr> {
+    if !matches!(p.tuple.svc, 135 | 136) {
+        return None;
+    }
+    let t = chunk::<16>(frame, usize::from(p.l4_offset) + 8)?;
+    if usize::from(p.l4_offset) + 24 > usize::from(p.l3_offset) + usize::from(p.ip_len) {
+        return None;
+    }
+    Some(u128::from_be_bytes(*t))
 }
 
 /// The flow an ICMP error quotes: an IP header of the error's own version,
@@ -681,8 +862,16 @@ fn parse_quote(q: &[u8], v6: bool) -> Result<FlowTuple, DropReason> {
             return Err(DropReason::BadIcmpQuote);
         }
         let nonfirst = be16(h[6], h[7]) & 0x1fff != 0;
-        (addr_v4(h, 12), addr_v4(h, 16), h[9], ihl, nonfirst)
+        let (proto, l4) = if nonfirst {
+            (h[9], ihl)
+        } else {
+            skip_ah(q, h[9], ihl, q.len()).map_err(|_| DropReason::TruncatedIcmpQuote)?
+        };
+        (addr_v4(h, 12), addr_v4(h, 16), proto, l4, nonfirst)
     };
+    if v6 && (is_v4_mapped(src) || is_v4_mapped(dst)) {
+        return Err(DropReason::BadIcmpQuote);
+    }
     let mut t = FlowTuple {
         src,
         dst,
@@ -715,7 +904,7 @@ fn parse_quote(q: &[u8], v6: bool) -> Result<FlowTuple, DropReason> {
                 return Err(DropReason::BadIcmpQuote);
             }
             t.svc = u16::from(ty);
-            if is_echo(v6, ty) {
+            if icmp_query(v6, ty).is_some() {
                 t.sport = be16(h[4], h[5]);
                 t.dport = t.sport;
             }

@@ -151,7 +151,7 @@ fn check(frame: &[u8], cfg: &ParseConfig) {
                 );
             }
         }
-        Parsed::Arp => assert!(frame.len() >= 14 + 8),
+        Parsed::Arp(_) => assert!(frame.len() >= 14 + 28),
         Parsed::NonIp { .. } => assert!(frame.len() >= 14),
         Parsed::Drop(r) => assert!(r.index() < bulkhead_packet::DropReason::COUNT),
     }
@@ -189,7 +189,7 @@ fn fuzz_smoke() {
         outcomes[match parse(&frame, cfg) {
             Parsed::Ip(_) => 0,
             Parsed::NeighborDiscovery(_) => 1,
-            Parsed::Arp => 2,
+            Parsed::Arp(_) => 2,
             Parsed::NonIp { .. } => 3,
             Parsed::Drop(_) => 4,
         }] += 1;

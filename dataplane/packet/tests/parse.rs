@@ -6,7 +6,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use bulkhead_packet::build::{self, ArpOp, Echo, Ext, FrameSpec, Tcp, Vlan};
 use bulkhead_packet::flow::{v4_to_addr, FlowTuple};
 use bulkhead_packet::tcp_flags::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
-use bulkhead_packet::{parse, proto, DropReason, Fragment, IpPacket, ParseConfig, Parsed};
+use bulkhead_packet::{
+    nd_target, parse, proto, Arp, DropReason, Fragment, IcmpClass, IcmpQuery, IpPacket,
+    ParseConfig, Parsed, MAX_ARP_BYTES,
+};
 
 const A4: [u8; 4] = [10, 0, 0, 1];
 const B4: [u8; 4] = [10, 0, 0, 2];
@@ -189,7 +192,16 @@ fn arp_and_non_ip() {
         Ipv4Addr::from(A4),
         Ipv4Addr::from(B4),
     );
-    assert_eq!(parse(&f, &cfg()), Parsed::Arp);
+    let want = |op| {
+        Parsed::Arp(Arp {
+            op,
+            sender: u32::from_be_bytes(A4),
+            target: u32::from_be_bytes(B4),
+            vlan: Some(5),
+            outer_vlan: None,
+        })
+    };
+    assert_eq!(parse(&f, &cfg()), want(1));
     build::arp(
         &mut f,
         &spec.min_len(0),
@@ -198,9 +210,21 @@ fn arp_and_non_ip() {
         Ipv4Addr::from(B4),
     );
     assert_eq!(f.len(), 18 + 28);
-    assert_eq!(parse(&f, &cfg()), Parsed::Arp);
+    assert_eq!(parse(&f, &cfg()), want(2));
     assert_eq!(dropped(&f[..18 + 27]), DropReason::TruncatedArp);
     assert_eq!(dropped(&f[..18 + 7]), DropReason::TruncatedArp);
+    // Padding up to a minimum frame is fine; more is data ARP never carries.
+    let mut g = f.clone();
+    g.resize(18 + MAX_ARP_BYTES, 0);
+    assert_eq!(parse(&g, &cfg()), want(2));
+    g.push(0);
+    assert_eq!(dropped(&g), DropReason::OversizedArp);
+    // Only Ethernet/IPv4 requests and replies.
+    for (at, v) in [(18 + 1, 6u8), (18 + 2, 0x86), (18 + 5, 2), (18 + 7, 3)] {
+        let mut g = f.clone();
+        g[at] = v;
+        assert_eq!(dropped(&g), DropReason::UnsupportedArp, "byte {at}");
+    }
 
     build::ethernet(&mut f, &FrameSpec::v4(A4, B4), 0x88cc, &[1, 2, 3]);
     assert_eq!(parse(&f, &cfg()), Parsed::NonIp { ethertype: 0x88cc });
@@ -715,7 +739,8 @@ fn icmp_informational_types() {
             p.tuple.svc,
             p.icmp_error
         ),
-        (1, 0, 0, 13, None)
+        (1, 9, 9, 13, None),
+        "timestamp is a query pair: keyed by its identifier"
     );
     build::icmp(&mut f, &v6spec(), 130, 0, [0; 4], &[0; 16]);
     assert_eq!(ip(&f).tuple.svc, 130);
@@ -882,13 +907,20 @@ fn icmpv6_errors_quote_the_original_flow() {
 fn neighbor_discovery_is_set_apart() {
     let mut f = Vec::new();
     let spec = v6spec().ttl(255);
-    for ty in 133u8..=137 {
+    for ty in 133u8..=136 {
         build::icmp(&mut f, &spec, ty, 0, [0; 4], &b6().octets());
         match parse(&f, &cfg()) {
-            Parsed::NeighborDiscovery(p) => assert_eq!((p.tuple.svc, p.ttl), (u16::from(ty), 255)),
+            Parsed::NeighborDiscovery(p) => {
+                assert_eq!((p.tuple.svc, p.ttl), (u16::from(ty), 255));
+                let target = matches!(ty, 135 | 136).then(|| u128::from(b6()));
+                assert_eq!(nd_target(&f, &p), target);
+            }
             other => panic!("type {ty}: {other:?}"),
         }
     }
+    // Redirects are judged by the rules like any ICMPv6 type.
+    build::icmp(&mut f, &spec, 137, 0, [0; 4], &b6().octets());
+    assert!(matches!(parse(&f, &cfg()), Parsed::Ip(p) if p.icmp == IcmpClass::Informational));
     build::icmp(&mut f, &spec, 138, 0, [0; 4], &[]);
     assert!(matches!(parse(&f, &cfg()), Parsed::Ip(_)));
     // ICMP (v4) type 135 is not neighbour discovery.
@@ -903,6 +935,118 @@ fn neighbor_discovery_is_set_apart() {
         &b6().octets(),
     );
     assert_eq!(dropped(&f), DropReason::FragmentedNeighborDiscovery);
+}
+
+#[test]
+fn neighbor_discovery_is_validated_as_rfc_4861_asks() {
+    let mut f = Vec::new();
+    // A router forwarded it: not from the link.
+    build::icmp(&mut f, &v6spec().ttl(254), 134, 0, [0; 4], &[0; 8]);
+    assert_eq!(dropped(&f), DropReason::NeighborDiscoveryHopLimit);
+    // Hidden behind a destination options header.
+    build::icmp(
+        &mut f,
+        &v6spec().ttl(255).ipv6_ext(&[Ext::DestOpts]),
+        136,
+        0,
+        [0; 4],
+        &[0; 16],
+    );
+    assert_eq!(dropped(&f), DropReason::NeighborDiscoveryExtensionHeader);
+    // Too large.
+    build::icmp(&mut f, &v6spec().ttl(255), 134, 0, [0; 4], &[0; 1300]);
+    assert_eq!(dropped(&f), DropReason::OversizedNeighborDiscovery);
+    // An advertisement without its target.
+    build::icmp(&mut f, &v6spec().ttl(255), 136, 0, [0; 4], &[0; 8]);
+    assert_eq!(dropped(&f), DropReason::TruncatedNeighborDiscovery);
+}
+
+#[test]
+fn icmp_queries_are_request_reply_pairs_keyed_by_identifier() {
+    let mut f = Vec::new();
+    let q = |request_type, is_request| {
+        IcmpClass::Query(IcmpQuery {
+            request_type,
+            is_request,
+        })
+    };
+    for (ty, class) in [
+        (8u8, q(8, true)),
+        (0, q(8, false)),
+        (13, q(13, true)),
+        (14, q(13, false)),
+        (15, q(15, true)),
+        (16, q(15, false)),
+        (17, q(17, true)),
+        (18, q(17, false)),
+        (9, IcmpClass::Informational),
+        (10, IcmpClass::Informational),
+    ] {
+        build::icmp(
+            &mut f,
+            &FrameSpec::v4(A4, B4),
+            ty,
+            0,
+            [0x12, 0x34, 0, 1],
+            &[],
+        );
+        let p = ip(&f);
+        assert_eq!(p.icmp, class, "type {ty}");
+        let id = if matches!(class, IcmpClass::Query(_)) {
+            0x1234
+        } else {
+            0
+        };
+        assert_eq!(
+            (p.tuple.sport, p.tuple.dport, p.tuple.svc),
+            (id, id, u16::from(ty))
+        );
+    }
+    for (ty, class) in [
+        (128u8, q(128, true)),
+        (129, q(128, false)),
+        (130, IcmpClass::Informational),
+    ] {
+        build::icmp(&mut f, &v6spec(), ty, 0, [0x12, 0x34, 0, 1], &[]);
+        assert_eq!(ip(&f).icmp, class, "type {ty}");
+    }
+    build::tcp(&mut f, &FrameSpec::v4(A4, B4), &Tcp::new(1, 2, SYN));
+    assert_eq!(ip(&f).icmp, IcmpClass::None);
+}
+
+#[test]
+fn ipv4_mapped_ipv6_addresses_are_refused_on_the_wire() {
+    let mapped = Ipv6Addr::from(0xffff_0a00_0001u128);
+    let mut f = Vec::new();
+    build::udp(&mut f, &FrameSpec::v6(mapped, b6()), 1, 2, b"x");
+    assert_eq!(dropped(&f), DropReason::Ipv4MappedAddress);
+    build::udp(&mut f, &FrameSpec::v6(b6(), mapped), 1, 2, b"x");
+    assert_eq!(dropped(&f), DropReason::Ipv4MappedAddress);
+}
+
+#[test]
+fn ah_is_walked_past_in_both_ip_versions() {
+    let mut f = Vec::new();
+    // IPv4: AH (next header TCP, length 4 = 24 bytes) then a TCP SYN.
+    let mut tcp = Vec::new();
+    build::tcp(&mut tcp, &FrameSpec::v4(A4, B4), &Tcp::new(1000, 443, SYN));
+    let seg = build::ip_packet(&tcp)[20..].to_vec();
+    let mut payload = vec![proto::TCP, 4, 0, 0];
+    payload.extend_from_slice(&[0; 20]);
+    payload.extend_from_slice(&seg);
+    build::ip(&mut f, &FrameSpec::v4(A4, B4), proto::AH, &payload);
+    let p = ip(&f);
+    assert_eq!(
+        (p.tuple.proto, p.tuple.dport, p.tcp_flags),
+        (proto::TCP, 443, SYN)
+    );
+    assert_eq!(usize::from(p.l4_offset), 14 + 20 + 24);
+    // Cut inside the AH.
+    build::ip(&mut f, &FrameSpec::v4(A4, B4), proto::AH, &payload[..16]);
+    assert_eq!(dropped(&f), DropReason::TruncatedAh);
+    // IPv6 does the same.
+    let g = tcp6(v6spec().ipv6_ext(&[Ext::Ah]));
+    assert_eq!(ip(&g).tuple.proto, proto::TCP);
 }
 
 // ---------------------------------------------------------------- coverage
@@ -1014,6 +1158,44 @@ fn every_drop_reason_is_reachable() {
         &[0; 16],
     );
     check(&f, &c, DropReason::FragmentedNeighborDiscovery);
+    build::icmp(&mut f, &v6spec().ttl(64), 135, 0, [0; 4], &[0; 16]);
+    check(&f, &c, DropReason::NeighborDiscoveryHopLimit);
+    build::icmp(
+        &mut f,
+        &v6spec().ttl(255).ipv6_ext(&[Ext::HopByHop]),
+        135,
+        0,
+        [0; 4],
+        &[0; 16],
+    );
+    check(&f, &c, DropReason::NeighborDiscoveryExtensionHeader);
+    build::icmp(&mut f, &v6spec().ttl(255), 134, 0, [0; 4], &[0; 1400]);
+    check(&f, &c, DropReason::OversizedNeighborDiscovery);
+    build::icmp(&mut f, &v6spec().ttl(255), 135, 0, [0; 4], &[0; 4]);
+    check(&f, &c, DropReason::TruncatedNeighborDiscovery);
+    build::arp(
+        &mut f,
+        &FrameSpec::v4(A4, B4).min_len(0),
+        ArpOp::Request,
+        A4.into(),
+        B4.into(),
+    );
+    let mut g = f.clone();
+    g[14 + 7] = 9;
+    check(&g, &c, DropReason::UnsupportedArp);
+    g = f.clone();
+    g.resize(14 + 47, 0);
+    check(&g, &c, DropReason::OversizedArp);
+    build::udp(
+        &mut f,
+        &FrameSpec::v6(Ipv6Addr::from(0xffff_0102_0304u128), b6()),
+        1,
+        2,
+        b"",
+    );
+    check(&f, &c, DropReason::Ipv4MappedAddress);
+    build::ip(&mut f, &FrameSpec::v4(A4, B4), proto::AH, &[6, 4, 0, 0]);
+    check(&f, &c, DropReason::TruncatedAh);
 
     let missing: Vec<_> = DropReason::ALL
         .iter()

@@ -51,12 +51,33 @@ pub fn compile(yaml: &str) -> CompiledPolicy {
 }
 
 pub fn snapshot(generation: u64, yaml: &str) -> PolicySnapshot {
-    PolicySnapshot::new(generation, compile(yaml))
+    PolicySnapshot::new(generation, compile(yaml), 1)
 }
 
-/// A pipeline with a table of `capacity` connections, all events on.
+/// A pipeline with a table of `capacity` connections, all events on, no
+/// quotas, no denial folding, no zones.
 pub fn pipeline(capacity: usize) -> (Pipeline, Arc<ArrayQueue<FlowEvent>>) {
-    let q = Arc::new(ArrayQueue::new(1024));
+    let unfolded = bulkhead_engine::fold::FoldConfig {
+        interval_ns: 0,
+        rate_per_sec: 0,
+        burst: 0,
+    };
+    pipeline_with(
+        capacity,
+        bulkhead_conntrack::Quotas::UNLIMITED,
+        unfolded,
+        bulkhead_engine::zones::ZoneConfig::default(),
+    )
+}
+
+/// A pipeline with the given quotas, denial folding and zones.
+pub fn pipeline_with(
+    capacity: usize,
+    quotas: bulkhead_conntrack::Quotas,
+    fold: bulkhead_engine::fold::FoldConfig,
+    zones: bulkhead_engine::zones::ZoneConfig,
+) -> (Pipeline, Arc<ArrayQueue<FlowEvent>>) {
+    let q = Arc::new(ArrayQueue::new(1 << 16));
     let p = Pipeline::new(
         PipelineConfig {
             worker: 0,
@@ -65,8 +86,12 @@ pub fn pipeline(capacity: usize) -> (Pipeline, Arc<ArrayQueue<FlowEvent>>) {
             event_mode: EventMode::All,
             conntrack_capacity: capacity,
             timeouts: bulkhead_conntrack::Timeouts::default(),
+            quotas,
+            fold,
+            hash_seed: 0x1234_5678_9abc_def1,
         },
         q.clone(),
+        Arc::new(zones),
     )
     .expect("pipeline");
     (p, q)

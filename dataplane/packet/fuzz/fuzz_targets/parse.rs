@@ -32,7 +32,7 @@ fuzz_target!(|frame: &[u8]| {
                     );
                 }
             }
-            Parsed::Arp | Parsed::NonIp { .. } => assert!(frame.len() >= 14),
+            Parsed::Arp(_) | Parsed::NonIp { .. } => assert!(frame.len() >= 14),
             Parsed::Drop(r) => assert!(r.index() < DropReason::COUNT),
         }
     }
