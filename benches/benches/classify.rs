@@ -35,7 +35,7 @@ fn compile(c: &mut Criterion) {
 /// Place and judge one packet; returns 1 when allowed (to keep it observable).
 #[inline]
 fn judge(cp: &CompiledPolicy, p: &Packet) -> u32 {
-    let Ok(src) = cp.place_src_v4(p.vlan, p.src) else {
+    let Ok(src) = cp.place_src_v4(p.vlan, p.src, None) else {
         return 0;
     };
     let dst = cp.place_dst_v4(p.dst);
@@ -76,7 +76,7 @@ fn lookup(c: &mut Criterion) {
         let queries: Vec<FlowQuery> = batch
             .iter()
             .filter_map(|p| {
-                let src = cp.place_src_v4(p.vlan, p.src).ok()?;
+                let src = cp.place_src_v4(p.vlan, p.src, None).ok()?;
                 Some(FlowQuery {
                     src,
                     dst: cp.place_dst_v4(p.dst),

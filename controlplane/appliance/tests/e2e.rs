@@ -170,6 +170,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(t: &Topo, name: &str, policy: &str) -> Daemon {
+        Daemon::start_with(t, name, policy, &[])
+    }
+
+    /// Start with extra quick-start flags.
+    fn start_with(t: &Topo, name: &str, policy: &str, extra: &[&str]) -> Daemon {
         let dir = std::env::temp_dir().join(format!("bulkhead-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -196,6 +201,7 @@ impl Daemon {
                 "net_af_packet1,iface=veth-b",
             ])
             .args(["--workers", core])
+            .args(extra)
             .arg("--events")
             .arg(dir.join("events.jsonl"))
             .stdout(Stdio::null())
@@ -579,4 +585,130 @@ fn ipv6_through_the_wire() {
         counter(&log, "bulkhead_dataplane_l2_passed_total") >= 1,
         "ND passed: {log}"
     );
+}
+
+const ZONED: &str = r#"
+version: 1
+segments:
+  client:
+    id: 10
+    prefixes: [10.0.10.0/24, "fd00:10::/64"]
+    zones: [clients]
+  server:
+    id: 20
+    prefixes: [10.0.20.0/24, "fd00:20::/64"]
+    zones: [servers]
+rules:
+  - name: client-to-server
+    from: [client]
+    to: [server]
+    services: [tcp/8080, icmp/8]
+    action: allow
+  - name: server-to-server
+    from: [server]
+    to: [server]
+    services: [icmp/8]
+    action: allow
+"#;
+
+/// The server namespace's IPv6 default route, if any.
+fn default_route6(t: &Topo) -> String {
+    let out = t.run("server", &["ip", "-6", "route", "show", "default"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Wait until the client's link-local address is usable (DAD done).
+fn wait_link_local(t: &Topo) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = t.run(
+            "client",
+            &["ip", "-6", "addr", "show", "dev", "cli0", "scope", "link"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("fe80") && !text.contains("tentative") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no link-local address: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn zones_bind_segments_to_wire_sides_and_ra_guard_stops_rogue_routers() {
+    let _g = serial();
+    let t = Topo::up(
+        "bhe5",
+        "10.0.10.5/8,fd00:10::5/64",
+        "10.0.20.3/8,fd00:20::3/64",
+        true,
+    );
+    t.ok(
+        "server",
+        &["sysctl", "-qw", "net.ipv6.conf.srv0.accept_ra=2"],
+    );
+    let zones = ["--zones", "clients", "servers", "--router-zones", "servers"];
+    let mut d = Daemon::start_with(&t, "zones", ZONED, &zones);
+    let _tcp = t.server("10.0.20.3", 8080, false);
+    assert!(
+        t.echo("10.0.20.3", 8080, false),
+        "client to server through its zones"
+    );
+    // The client takes an address of the server segment: placed in server
+    // by prefix, but it entered in zone clients, so it is spoofed.
+    t.ok(
+        "client",
+        &["ip", "addr", "add", "10.0.20.99/8", "dev", "cli0"],
+    );
+    let spoofed = t.run(
+        "client",
+        &[
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-I",
+            "10.0.20.99",
+            "10.0.20.3",
+        ],
+    );
+    assert!(
+        !spoofed.status.success(),
+        "a server address from the client side is refused"
+    );
+    // A rogue router advertisement from the client side (the attack run's case).
+    wait_link_local(&t);
+    t.ok("client", &["python3", &lib("send_ra.py"), "cli0", "3"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        default_route6(&t),
+        "",
+        "the server did not install the client as its router"
+    );
+    let log = d.stop();
+    assert!(
+        counter(&log, "bulkhead_dataplane_drops_total{reason=\"ra_guard\"}") >= 3,
+        "{log}"
+    );
+    assert!(
+        counter(&log, "bulkhead_dataplane_drops_total{reason=\"spoofed\"}") >= 1,
+        "{log}"
+    );
+    drop(d);
+
+    // Control: with the client side a router zone, the same RA is obeyed
+    // (so the check above can fail).
+    let zones = ["--zones", "clients", "servers", "--router-zones", "clients"];
+    let mut d = Daemon::start_with(&t, "zones2", ZONED, &zones);
+    t.ok("client", &["python3", &lib("send_ra.py"), "cli0", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while default_route6(&t).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        default_route6(&t).contains("fe80"),
+        "RA from a router zone passes"
+    );
+    d.stop();
 }

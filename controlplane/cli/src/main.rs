@@ -71,7 +71,7 @@ enum PolicyCmd {
     Test(FileArg),
     /// Judge one connection: verdict, deciding rule, source and destination segments, monitor flag.
     #[command(
-        after_help = "FROM and TO are a segment name (the packet is taken to be in that segment) or an IP address\n(placed by longest prefix, or by --vlan for the source). SERVICE is one protocol with one port\nor type: tcp/5432, udp/53, sctp/3868, icmp/8, icmpv6/128, proto/47.\nThe policy's tests are not run (use `validate`).\n\nExit: 0 for any verdict, 2 invalid document or input.\n\nExamples:\n  bulkctl policy check three-tier.yaml --from web --to db --service tcp/5432\n  bulkctl policy check three-tier.yaml --from 10.0.20.3 --to 10.0.30.7 --service tcp/5432 --json\n  bulkctl policy check three-tier.yaml --from 10.0.10.9 --vlan 10 --to app --service tcp/8080"
+        after_help = "FROM and TO are a segment name (the packet is taken to be in that segment) or an IP address\n(placed by longest prefix, or by --vlan for the source; --zone checks the ingress zone). SERVICE is one protocol with one port\nor type: tcp/5432, udp/53, sctp/3868, icmp/8, icmpv6/128, proto/47.\nThe policy's tests are not run (use `validate`).\n\nExit: 0 for any verdict, 2 invalid document or input.\n\nExamples:\n  bulkctl policy check three-tier.yaml --from web --to db --service tcp/5432\n  bulkctl policy check three-tier.yaml --from 10.0.20.3 --to 10.0.30.7 --service tcp/5432 --json\n  bulkctl policy check three-tier.yaml --from 10.0.10.9 --vlan 10 --to app --service tcp/8080\n  bulkctl policy check zoned.yaml --from 10.0.20.3 --zone clients --to db --service tcp/5432"
     )]
     Check {
         #[command(flatten)]
@@ -88,6 +88,10 @@ enum PolicyCmd {
         /// Ingress 802.1Q VLAN of the frame (only with an IP source).
         #[arg(long, value_name = "N")]
         vlan: Option<u16>,
+        /// Ingress zone of the frame, checked against the source segment's
+        /// `zones` (only with an IP source; unchecked when absent).
+        #[arg(long, value_name = "ZONE")]
+        zone: Option<String>,
         /// Print exactly one JSON object: {"verdict","rule","src_segment","dst_segment","monitor"}.
         #[arg(long)]
         json: bool,
@@ -262,12 +266,13 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             to,
             service,
             vlan,
+            zone,
             json,
         } => {
             let loaded = load(&file.file)?;
             let o = loaded
                 .policy
-                .check(&from, &to, &service, vlan)
+                .check(&from, &to, &service, vlan, zone.as_deref())
                 .map_err(|d| Fail(2, d.to_string()))?;
             let verdict = bulkhead_policy::diff::action_word(o.verdict);
             if json {

@@ -356,3 +356,54 @@ fn missing_file_and_huge_stdin() {
 fn bulkhead_limit() -> usize {
     16 * 1024 * 1024
 }
+
+#[test]
+fn check_with_an_ingress_zone() {
+    let zoned = policy("zoned-campus.yaml");
+    let check = |zone: &str| {
+        bulkctl(&[
+            "policy",
+            "check",
+            &zoned,
+            "--from",
+            "10.20.0.99",
+            "--zone",
+            zone,
+            "--to",
+            "10.30.0.5",
+            "--service",
+            "tcp/873",
+            "--json",
+        ])
+    };
+    let o = check("office");
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["verdict"].as_str(), v["rule"].as_str()),
+        (Some("deny"), Some("spoofed"))
+    );
+    let v: serde_json::Value = serde_json::from_slice(&check("servers").stdout).unwrap();
+    assert_eq!(v["rule"], "servers-to-backups");
+    // A zone only qualifies an address source; a bad name is refused.
+    let o = bulkctl(&[
+        "policy",
+        "check",
+        &zoned,
+        "--from",
+        "office",
+        "--zone",
+        "office",
+        "--to",
+        "servers",
+        "--service",
+        "tcp/443",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("zone applies only"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(check("no such zone").status.code(), Some(2));
+}

@@ -40,6 +40,8 @@ pub struct SegmentAst {
     /// In document order.
     pub labels: Vec<(String, String)>,
     pub mode: Mode,
+    /// Zones where its workloads attach, in document order.
+    pub zones: Vec<Spanned<String>>,
     pub description: Option<String>,
 }
 
@@ -147,6 +149,8 @@ pub struct TestAst {
     pub from: Spanned<Place>,
     pub to: Spanned<Place>,
     pub vlan: Option<u16>,
+    /// Ingress zone (checked against the source segment's `zones`).
+    pub zone: Option<String>,
     pub service: Probe,
     pub expect: Action,
     /// The rule name (or `default`) that must decide.

@@ -445,6 +445,9 @@ fn objects(old: &Policy, new: &Policy, out: &mut Vec<ObjectChange>) {
             if x.mode != y.mode {
                 d.push(format!("mode {:?} -> {:?}", x.mode, y.mode).to_lowercase());
             }
+            if x.zones != y.zones {
+                d.push("zones".to_string());
+            }
             if x.description != y.description {
                 d.push("description".to_string());
             }

@@ -172,6 +172,10 @@ pub fn format(policy: &Policy) -> String {
             if s.mode == Mode::Monitor {
                 out.push_str("    mode: monitor\n");
             }
+            if !s.zones.is_empty() {
+                let v: Vec<String> = s.zones.iter().map(|z| scalar(&z.v)).collect();
+                list_field(&mut out, 4, "zones", &v);
+            }
             if let Some(desc) = &s.description {
                 let _ = writeln!(out, "    description: {}", scalar(desc));
             }
@@ -257,6 +261,9 @@ pub fn format(policy: &Policy) -> String {
             let place = |p: &Place| scalar(&p.to_string());
             pairs.push(("from".into(), place(&t.from.v)));
             pairs.push(("to".into(), place(&t.to.v)));
+            if let Some(z) = &t.zone {
+                pairs.push(("zone".into(), scalar(z)));
+            }
             if let Some(v) = t.vlan {
                 pairs.push(("vlan".into(), v.to_string()));
             }

@@ -85,6 +85,20 @@ pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
         }
     }
 
+    // Zones: when some segments are bound to places, a segment with
+    // prefixes but neither VLANs nor zones can be claimed from anywhere.
+    if doc.segments.iter().any(|s| !s.zones.is_empty()) {
+        for s in &doc.segments {
+            if !s.prefixes.is_empty() && s.vlans.is_empty() && s.zones.is_empty() {
+                out.push(w(
+                    Some(format!("segment \"{}\"", s.name)),
+                    s.at.0,
+                    "has prefixes but neither vlans nor zones while other segments have zones: its sources are not bound to a place (any host may claim its addresses)".into(),
+                ));
+            }
+        }
+    }
+
     // Groups: empty, unused.
     let mut used_groups: HashSet<&str> = HashSet::new();
     let mut used_services: HashSet<&str> = HashSet::new();
@@ -469,5 +483,21 @@ mod tests {
     fn endpoint_gives_a_segment_members() {
         let src = "version: 1\nsegments:\n  a: {id: 1}\nendpoints:\n  - {ip: 10.0.0.1, segment: a}\nrules: []\n";
         assert!(!lint_of(src).iter().any(|m| m.contains("no members")));
+    }
+
+    #[test]
+    fn prefix_segment_unbound_while_others_have_zones() {
+        let src = "version: 1\nsegments:\n  a: {id: 1, prefixes: [10.1.0.0/16], zones: [edge]}\n  b: {id: 2, prefixes: [10.2.0.0/16]}\n  c: {id: 3, prefixes: [10.3.0.0/16], vlans: [3]}\nrules:\n  - {name: r1, from: [a], to: [b], services: [tcp/443], action: allow}\n  - {name: r2, from: [b], to: [c], services: [tcp/443], action: allow}\n";
+        let w = lint_of(src);
+        assert!(
+            w.iter()
+                .any(|m| m.contains("segment \"b\"") && m.contains("not bound to a place")),
+            "{w:?}"
+        );
+        assert!(!w
+            .iter()
+            .any(|m| m.contains("segment \"c\"") && m.contains("not bound")));
+        let unzoned = src.replace(", zones: [edge]", "");
+        assert!(!lint_of(&unzoned).iter().any(|m| m.contains("not bound")));
     }
 }

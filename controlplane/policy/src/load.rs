@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use bulkhead_classify::MAX_ZONES;
 use bulkhead_classify::{
     Action, EndpointDef, Mode, RuleDef, Ruleset, SegIdx, SegmentDef, SegmentId, SegmentSet,
     ServiceSpec,
@@ -29,7 +30,15 @@ const TOP_KEYS: &[&str] = &[
     "rules",
     "tests",
 ];
-const SEGMENT_KEYS: &[&str] = &["id", "vlans", "prefixes", "labels", "mode", "description"];
+const SEGMENT_KEYS: &[&str] = &[
+    "id",
+    "vlans",
+    "prefixes",
+    "labels",
+    "mode",
+    "zones",
+    "description",
+];
 const WORLD_KEYS: &[&str] = &["id", "description"];
 const ENDPOINT_KEYS: &[&str] = &["ip", "segment", "override", "description"];
 const GROUP_KEYS: &[&str] = &["match", "segments"];
@@ -42,7 +51,9 @@ const RULE_KEYS: &[&str] = &[
     "log",
     "description",
 ];
-const TEST_KEYS: &[&str] = &["name", "from", "to", "service", "expect", "rule", "vlan"];
+const TEST_KEYS: &[&str] = &[
+    "name", "from", "to", "service", "expect", "rule", "vlan", "zone",
+];
 
 /// Rule names that would be ambiguous in test expectations and outputs.
 pub const RESERVED_RULE_NAMES: &[&str] = &["default", "spoofed"];
@@ -413,6 +424,7 @@ fn resolve(cx: &mut Ctx<'_>, root: &Node) -> Option<Resolved> {
         vlans: Vec::new(),
         prefixes: Vec::new(),
         mode: Mode::Enforce,
+        zones: Vec::new(),
     }];
     let mut ids: HashMap<u32, String> = HashMap::new();
     ids.insert(0, "world".into());
@@ -740,6 +752,7 @@ fn load_segments(
         return;
     }
     let mut total_prefixes = 0usize;
+    let mut all_zones: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (k, v) in m {
         let obj = seg_obj(&k.name);
         let o = Some(obj.as_str());
@@ -797,6 +810,7 @@ fn load_segments(
             prefixes: Vec::new(),
             labels: Vec::new(),
             mode: Mode::Enforce,
+            zones: Vec::new(),
             description: None,
         };
         let idx = SegIdx::try_from(segdefs.len()).unwrap_or(SegIdx::MAX);
@@ -894,6 +908,33 @@ fn load_segments(
                     }
                 }
                 "labels" => seg.labels = cx.labels(bv, o, "labels"),
+                "zones" => {
+                    let Some(list) = cx.seq(bv, o, "zones") else {
+                        continue;
+                    };
+                    for item in list {
+                        let Some(z) = cx.name(item, o, "zone") else {
+                            continue;
+                        };
+                        if seg.zones.iter().any(|s| s.v == z) {
+                            cx.err(o, item.pos, format!("zone \"{z}\" is listed twice"));
+                            continue;
+                        }
+                        if !all_zones.contains(&z) && all_zones.len() >= MAX_ZONES {
+                            cx.err(
+                                o,
+                                item.pos,
+                                format!("more than {MAX_ZONES} distinct zones in the policy"),
+                            );
+                            continue;
+                        }
+                        all_zones.insert(z.clone());
+                        seg.zones.push(Spanned {
+                            v: z,
+                            at: At(item.pos),
+                        });
+                    }
+                }
                 "mode" => match &bv.kind {
                     NodeKind::Scalar { value, .. } if value == "enforce" => {
                         seg.mode = Mode::Enforce
@@ -918,6 +959,7 @@ fn load_segments(
             vlans,
             prefixes,
             mode: seg.mode,
+            zones: seg.zones.iter().map(|z| z.v.clone()).collect(),
         });
         doc.segments.push(seg);
     }
@@ -1375,6 +1417,24 @@ fn load_test(
             None => None,
         },
     };
+    let zone = match get("zone") {
+        None => Some(None),
+        Some(v) => match cx.name(v, o, "zone") {
+            Some(z) => {
+                if let Some(Spanned {
+                    v: Place::Segment(_),
+                    ..
+                }) = &from
+                {
+                    cx.err(o, v.pos, "zone applies only when `from` is an address (a segment name already places the packet)");
+                    None
+                } else {
+                    Some(Some(z))
+                }
+            }
+            None => None,
+        },
+    };
     let service = match get("service") {
         None => {
             cx.err(
@@ -1428,6 +1488,7 @@ fn load_test(
         from: from?,
         to: to?,
         vlan: vlan?,
+        zone: zone?,
         service: service?,
         expect: expect?,
         rule: rule?,

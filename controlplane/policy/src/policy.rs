@@ -180,13 +180,15 @@ impl Policy {
 
     /// Place and judge one connection. `from` and `to` are a segment name
     /// (taken as the segment directly) or an address (placed as the dataplane
-    /// places it). `vlan` is only meaningful with an address source.
+    /// places it). `vlan` and `zone` (the ingress zone, checked against the
+    /// source segment's `zones`) are only meaningful with an address source.
     pub fn check(
         &self,
         from: &str,
         to: &str,
         service: &str,
         vlan: Option<u16>,
+        zone: Option<&str>,
     ) -> Result<CheckOutcome, Diagnostic> {
         let bad = |m: String| Diagnostic {
             severity: Severity::Error,
@@ -209,7 +211,13 @@ impl Policy {
                 return Err(bad("vlan applies only when from is an address (a segment name already places the packet)".into()));
             }
         }
-        Ok(self.evaluate(&from, &to, vlan, probe))
+        if let Some(z) = zone {
+            crate::load::check_name(z).map_err(|e| bad(format!("zone {e}")))?;
+            if matches!(from, Place::Segment(_)) {
+                return Err(bad("zone applies only when from is an address (a segment name already places the packet)".into()));
+            }
+        }
+        Ok(self.evaluate(&from, &to, vlan, zone, probe))
     }
 
     fn parse_place(&self, s: &str) -> Result<Place, String> {
@@ -237,16 +245,18 @@ impl Policy {
         from: &Place,
         to: &Place,
         vlan: Option<u16>,
+        zone: Option<&str>,
         probe: Probe,
     ) -> CheckOutcome {
         let dst = self.place_index(to);
         let src = match from {
             Place::Segment(_) => Ok(self.place_index(from)),
-            Place::Ip(ip) => reference::place_src(&self.ruleset, vlan, *ip),
+            Place::Ip(ip) => reference::place_src(&self.ruleset, vlan, *ip, zone.map(Some)),
         };
         match src {
             Err(PlaceError::Spoofed) => {
-                // The VLAN's segment is where the frame claims to come from.
+                // Where the frame claims to come from: the VLAN's segment,
+                // else (a zone mismatch) the address's.
                 let by_vlan = vlan
                     .and_then(|v| {
                         self.ruleset
@@ -255,6 +265,10 @@ impl Policy {
                             .position(|s| s.vlans.contains(&v))
                     })
                     .and_then(|i| SegIdx::try_from(i).ok())
+                    .or_else(|| match from {
+                        Place::Ip(ip) => reference::place_src(&self.ruleset, vlan, *ip, None).ok(),
+                        Place::Segment(_) => None,
+                    })
                     .unwrap_or(0);
                 CheckOutcome {
                     verdict: Action::Deny,
@@ -297,12 +311,15 @@ impl Policy {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let out = self.evaluate(&t.from.v, &t.to.v, t.vlan, t.service);
+                let out = self.evaluate(&t.from.v, &t.to.v, t.vlan, t.zone.as_deref(), t.service);
                 let got = out.rule_verdict();
                 let rule_ok = t.rule.as_ref().is_none_or(|r| r.v == out.rule);
                 let mut flow = format!("{} -> {} {}", t.from.v, t.to.v, t.service);
                 if let Some(v) = t.vlan {
                     flow.push_str(&format!(" vlan {v}"));
+                }
+                if let Some(z) = &t.zone {
+                    flow.push_str(&format!(" zone {z}"));
                 }
                 TestOutcome {
                     name: t.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),

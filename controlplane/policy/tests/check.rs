@@ -22,7 +22,7 @@ rules:
 
 fn check(from: &str, to: &str, svc: &str, vlan: Option<u16>) -> CheckOutcome {
     let p = bulkhead_policy::load(SRC, "c.yaml").unwrap().policy;
-    p.check(from, to, svc, vlan)
+    p.check(from, to, svc, vlan, None)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -110,21 +110,23 @@ fn vlan_placement_and_spoofing() {
 #[test]
 fn check_input_errors() {
     let p = bulkhead_policy::load(SRC, "c.yaml").unwrap().policy;
-    let e = p.check("web", "app", "tcp/1-5", None).unwrap_err();
+    let e = p.check("web", "app", "tcp/1-5", None, None).unwrap_err();
     assert!(e.message.contains("not one connection"), "{e}");
-    let e = p.check("web", "nowhere", "tcp/1", None).unwrap_err();
+    let e = p.check("web", "nowhere", "tcp/1", None, None).unwrap_err();
     assert!(
         e.message
             .contains("\"nowhere\" is neither an address nor a segment"),
         "{e}"
     );
-    let e = p.check("web", "app", "tcp/1", Some(10)).unwrap_err();
+    let e = p.check("web", "app", "tcp/1", Some(10), None).unwrap_err();
     assert!(
         e.message
             .contains("vlan applies only when from is an address"),
         "{e}"
     );
-    let e = p.check("10.0.0.1", "app", "tcp/1", Some(4095)).unwrap_err();
+    let e = p
+        .check("10.0.0.1", "app", "tcp/1", Some(4095), None)
+        .unwrap_err();
     assert!(e.message.contains("outside 1..=4094"), "{e}");
 }
 

@@ -31,6 +31,9 @@ const LABEL_VALUES: &[&str] = &[
     "null",
 ];
 
+/// Zone lists a generated segment may attach in.
+const ZONE_LISTS: [&[&str]; 4] = [&[], &["edge"], &["edge", "dc"], &["\"dc\""]];
+
 /// from, to, services, allow, log.
 type RuleGen = (Vec<usize>, Vec<usize>, Vec<usize>, bool, bool);
 
@@ -41,6 +44,8 @@ struct Gen {
     v6: Vec<bool>,
     labels: Vec<(usize, usize)>,
     monitor: Vec<bool>,
+    /// Index into `ZONE_LISTS` per segment.
+    zones: Vec<usize>,
     rules: Vec<RuleGen>,
     default_allow: bool,
     world: bool,
@@ -55,6 +60,7 @@ fn gen() -> impl Strategy<Value = Gen> {
             prop::collection::vec(any::<bool>(), nseg),
             prop::collection::vec((0usize..3, 0usize..LABEL_VALUES.len()), nseg),
             prop::collection::vec(any::<bool>(), nseg),
+            prop::collection::vec(0usize..ZONE_LISTS.len(), nseg),
             prop::collection::vec(
                 (
                     prop::collection::vec(0usize..nseg + 3, 1..4),
@@ -78,16 +84,19 @@ fn gen() -> impl Strategy<Value = Gen> {
             ),
         )
             .prop_map(
-                |(nseg, vlans, v6, labels, monitor, rules, default_allow, world, tests)| Gen {
-                    nseg,
-                    vlans,
-                    v6,
-                    labels,
-                    monitor,
-                    rules,
-                    default_allow,
-                    world,
-                    tests,
+                |(nseg, vlans, v6, labels, monitor, zones, rules, default_allow, world, tests)| {
+                    Gen {
+                        nseg,
+                        vlans,
+                        v6,
+                        labels,
+                        monitor,
+                        zones,
+                        rules,
+                        default_allow,
+                        world,
+                        tests,
+                    }
                 },
             )
     })
@@ -124,6 +133,12 @@ fn render(g: &Gen) -> String {
         ));
         if g.monitor[i] {
             s.push_str("    mode: monitor\n");
+        }
+        if !ZONE_LISTS[g.zones[i]].is_empty() {
+            s.push_str(&format!(
+                "    zones: [{}]\n",
+                ZONE_LISTS[g.zones[i]].join(", ")
+            ));
         }
     }
     s.push_str("groups:\n  g0: { match: { k0: prod } }\n  g1: { segments: [world");
@@ -176,8 +191,14 @@ fn render(g: &Gen) -> String {
                     "\"203.0.113.1\"".to_string()
                 }
             };
+            // An address source may name the zone it entered in.
+            let zone = if *from >= g.nseg && port % 2 == 0 {
+                ", zone: edge"
+            } else {
+                ""
+            };
             s.push_str(&format!(
-                "  - {{from: {}, to: {}, service: tcp/{port}, expect: {}}}\n",
+                "  - {{from: {}, to: {}{zone}, service: tcp/{port}, expect: {}}}\n",
                 place(from),
                 place(to),
                 if *allow { "allow" } else { "deny" }

@@ -2,9 +2,10 @@
 //! connection. See `DESIGN.md` beside this crate for the reasoning.
 //!
 //! Two independent parts, each behind an `Arc`:
-//! - [`SegmentMap`] (placement): a 4096-entry VLAN array and, per address
-//!   family, one hash table per prefix length present, probed longest first.
-//!   Endpoints are entries of the /32 or /128 table. Rebuilt alone by
+//! - [`SegmentMap`] (placement, in [`crate::placement`]): a 4096-entry VLAN
+//!   array and, per address family, one hash table per prefix length
+//!   present, probed longest first; zone bits per segment. Endpoints are
+//!   entries of the /32 or /128 table. Rebuilt alone by
 //!   [`CompiledPolicy::with_endpoints`].
 //! - `RuleTables` (deciding): segments are folded into source and destination
 //!   equivalence classes (segments selected by exactly the same rule lists);
@@ -27,15 +28,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
-use ipnet::IpNet;
 
 use crate::model::{
     Action, Decision, EndpointDef, FlowQuery, Mode, ModelError, PlaceError, RuleDef, RuleRef,
     Ruleset, SegIdx, SegmentId, SegmentSet, ServiceSpec,
 };
-
-/// "No segment" in the VLAN array.
-const NO_SEG: SegIdx = SegIdx::MAX;
+use crate::placement::{PlacementBase, SegmentMap, ZoneMask};
 /// "No rule matched" (the default decides). Larger than every rule index, so
 /// the first match of a union of rule lists is the `min` of their answers.
 const NO_RULE: u32 = u32::MAX;
@@ -127,228 +125,6 @@ pub enum CompileError {
         count: usize,
         limit: usize,
     },
-}
-
-// ---------------------------------------------------------------------------
-// Placement
-// ---------------------------------------------------------------------------
-
-/// Address bits of one family, as an unsigned integer.
-trait AddrBits: Copy + Eq + Hash + Debug {
-    const WIDTH: u8;
-    /// Network mask of a prefix of `len` bits (`len <= WIDTH`).
-    fn mask(len: u8) -> Self;
-    fn and(self, other: Self) -> Self;
-}
-
-impl AddrBits for u32 {
-    const WIDTH: u8 = 32;
-    fn mask(len: u8) -> Self {
-        u32::MAX
-            .checked_shl(u32::from(32 - len.min(32)))
-            .unwrap_or(0)
-    }
-    fn and(self, other: Self) -> Self {
-        self & other
-    }
-}
-
-impl AddrBits for u128 {
-    const WIDTH: u8 = 128;
-    fn mask(len: u8) -> Self {
-        u128::MAX
-            .checked_shl(u32::from(128 - len.min(128)))
-            .unwrap_or(0)
-    }
-    fn and(self, other: Self) -> Self {
-        self & other
-    }
-}
-
-/// The prefixes of one length: masked address → segment.
-#[derive(Clone, Debug)]
-struct Level<K> {
-    mask: K,
-    map: HashMap<K, SegIdx>,
-}
-
-/// Longest-prefix match: one exact-match table per prefix length present,
-/// probed from the longest. Cost: at most one hash probe per distinct length
-/// (≤ 33 or 129), independent of the number of prefixes; no allocation.
-#[derive(Clone, Debug)]
-struct Lpm<K> {
-    levels: Vec<Level<K>>,
-}
-
-impl<K: AddrBits> Lpm<K> {
-    /// Entries are (network, length, segment); a later entry with the same
-    /// network and length replaces an earlier one.
-    fn build(entries: impl Iterator<Item = (K, u8, SegIdx)>) -> Self {
-        let mut by_len: Vec<HashMap<K, SegIdx>> = vec![HashMap::new(); usize::from(K::WIDTH) + 1];
-        for (net, len, seg) in entries {
-            let len = len.min(K::WIDTH);
-            if let Some(map) = by_len.get_mut(usize::from(len)) {
-                map.insert(net.and(K::mask(len)), seg);
-            }
-        }
-        let levels = by_len
-            .into_iter()
-            .enumerate()
-            .rev()
-            .filter(|(_, map)| !map.is_empty())
-            .map(|(len, map)| Level {
-                mask: K::mask(len as u8),
-                map,
-            })
-            .collect();
-        Lpm { levels }
-    }
-
-    #[inline]
-    fn lookup(&self, addr: K) -> Option<SegIdx> {
-        self.levels
-            .iter()
-            .find_map(|level| level.map.get(&addr.and(level.mask)).copied())
-    }
-}
-
-/// What placement keeps from the ruleset, so endpoints can be swapped
-/// without the ruleset.
-#[derive(Debug)]
-struct PlacementBase {
-    vlan: Box<[SegIdx]>,
-    v4: Vec<(u32, u8, SegIdx)>,
-    v6: Vec<(u128, u8, SegIdx)>,
-    anti_spoofing: bool,
-    segment_count: usize,
-}
-
-impl PlacementBase {
-    fn new(rs: &Ruleset) -> Self {
-        let mut vlan = vec![NO_SEG; 4096].into_boxed_slice();
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
-        for (index, seg) in rs.segments.iter().enumerate() {
-            let index = index as SegIdx; // < MAX_SEGMENTS, checked
-            for &id in &seg.vlans {
-                if let Some(cell) = vlan.get_mut(usize::from(id)) {
-                    *cell = index;
-                }
-            }
-            for prefix in &seg.prefixes {
-                match prefix {
-                    IpNet::V4(net) => v4.push((u32::from(net.network()), net.prefix_len(), index)),
-                    IpNet::V6(net) => v6.push((u128::from(net.network()), net.prefix_len(), index)),
-                }
-            }
-        }
-        PlacementBase {
-            vlan,
-            v4,
-            v6,
-            anti_spoofing: rs.anti_spoofing,
-            segment_count: rs.segments.len(),
-        }
-    }
-}
-
-/// Segment placement: VLAN map and longest-prefix match over segment
-/// prefixes and endpoints, for IPv4 and IPv6, with anti-spoofing.
-#[derive(Debug)]
-pub struct SegmentMap {
-    /// Indexed by VLAN ID (0..4096); `NO_SEG` where no segment lists it.
-    vlan: Box<[SegIdx]>,
-    v4: Lpm<u32>,
-    v6: Lpm<u128>,
-    anti_spoofing: bool,
-}
-
-impl SegmentMap {
-    fn build(base: &PlacementBase, endpoints: &[EndpointDef]) -> Result<Self, CompileError> {
-        let mut ep4 = Vec::new();
-        let mut ep6 = Vec::new();
-        for ep in endpoints {
-            if ep.segment as usize >= base.segment_count {
-                return Err(ModelError::EndpointSegmentOutOfRange {
-                    ip: ep.ip,
-                    index: ep.segment,
-                    count: base.segment_count,
-                }
-                .into());
-            }
-            match ep.ip {
-                IpAddr::V4(ip) => ep4.push((u32::from(ip), 32, ep.segment)),
-                IpAddr::V6(ip) => ep6.push((u128::from(ip), 128, ep.segment)),
-            }
-        }
-        // Endpoints after prefixes: at an equal /32 or /128 the endpoint wins,
-        // and a later endpoint wins over an earlier one (see `reference`).
-        Ok(SegmentMap {
-            vlan: base.vlan.clone(),
-            v4: Lpm::build(base.v4.iter().copied().chain(ep4)),
-            v6: Lpm::build(base.v6.iter().copied().chain(ep6)),
-            anti_spoofing: base.anti_spoofing,
-        })
-    }
-
-    #[inline]
-    fn by_vlan(&self, vlan: Option<u16>) -> Option<SegIdx> {
-        let seg = self.vlan.get(usize::from(vlan?)).copied()?;
-        (seg != NO_SEG).then_some(seg)
-    }
-
-    #[inline]
-    fn place_src<K: AddrBits>(
-        &self,
-        lpm: &Lpm<K>,
-        vlan: Option<u16>,
-        src: K,
-    ) -> Result<SegIdx, PlaceError> {
-        match self.by_vlan(vlan) {
-            Some(by_vlan) => {
-                if self.anti_spoofing {
-                    if let Some(by_addr) = lpm.lookup(src) {
-                        if by_addr != by_vlan && by_addr != 0 {
-                            return Err(PlaceError::Spoofed);
-                        }
-                    }
-                }
-                Ok(by_vlan)
-            }
-            None => Ok(lpm.lookup(src).unwrap_or(0)),
-        }
-    }
-
-    /// The segment listing this VLAN, if any (used by the engine's
-    /// connection keys; see `bulkhead-engine`'s pipeline docs).
-    #[inline]
-    pub fn vlan_segment(&self, vlan: u16) -> Option<SegIdx> {
-        self.by_vlan(Some(vlan))
-    }
-
-    /// Source segment of an IPv4 frame.
-    #[inline]
-    pub fn place_src_v4(&self, vlan: Option<u16>, src: u32) -> Result<SegIdx, PlaceError> {
-        self.place_src(&self.v4, vlan, src)
-    }
-
-    /// Source segment of an IPv6 frame.
-    #[inline]
-    pub fn place_src_v6(&self, vlan: Option<u16>, src: u128) -> Result<SegIdx, PlaceError> {
-        self.place_src(&self.v6, vlan, src)
-    }
-
-    /// Destination segment of an IPv4 address.
-    #[inline]
-    pub fn place_dst_v4(&self, dst: u32) -> SegIdx {
-        self.v4.lookup(dst).unwrap_or(0)
-    }
-
-    /// Destination segment of an IPv6 address.
-    #[inline]
-    pub fn place_dst_v6(&self, dst: u128) -> SegIdx {
-        self.v6.lookup(dst).unwrap_or(0)
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1941,7 +1717,7 @@ impl CompiledPolicy {
         options: &CompileOptions,
     ) -> Result<CompiledPolicy, CompileError> {
         rs.check()?;
-        let base = Arc::new(PlacementBase::new(rs));
+        let base = Arc::new(PlacementBase::new(rs)?);
         let placement = Arc::new(SegmentMap::build(&base, &rs.endpoints)?);
         let rules = Arc::new(RuleTables::build(rs, options)?);
         Ok(CompiledPolicy {
@@ -1974,14 +1750,39 @@ impl CompiledPolicy {
         Arc::ptr_eq(&self.rules, &other.rules)
     }
 
+    /// Source segment of an IPv4 frame; `zone`: where it entered, checked
+    /// against the segment's `zones` (`None`: not checked).
     #[inline]
-    pub fn place_src_v4(&self, vlan: Option<u16>, src: u32) -> Result<SegIdx, PlaceError> {
-        self.placement.place_src_v4(vlan, src)
+    pub fn place_src_v4(
+        &self,
+        vlan: Option<u16>,
+        src: u32,
+        zone: Option<ZoneMask>,
+    ) -> Result<SegIdx, PlaceError> {
+        self.placement.place_src_v4(vlan, src, zone)
     }
 
+    /// Source segment of an IPv6 frame (see [`CompiledPolicy::place_src_v4`]).
     #[inline]
-    pub fn place_src_v6(&self, vlan: Option<u16>, src: u128) -> Result<SegIdx, PlaceError> {
-        self.placement.place_src_v6(vlan, src)
+    pub fn place_src_v6(
+        &self,
+        vlan: Option<u16>,
+        src: u128,
+        zone: Option<ZoneMask>,
+    ) -> Result<SegIdx, PlaceError> {
+        self.placement.place_src_v6(vlan, src, zone)
+    }
+
+    /// The bit of zone `name` in this policy (0 when it names no such zone).
+    #[inline]
+    pub fn zone_mask(&self, name: &str) -> ZoneMask {
+        self.placement.zone_mask(name)
+    }
+
+    /// Does any segment list zones?
+    #[inline]
+    pub fn has_zones(&self) -> bool {
+        self.placement.has_zones()
     }
 
     #[inline]
@@ -1994,10 +1795,16 @@ impl CompiledPolicy {
         self.placement.place_dst_v6(dst)
     }
 
-    pub fn place_src(&self, vlan: Option<u16>, src: IpAddr) -> Result<SegIdx, PlaceError> {
+    /// Source segment of an address (see [`CompiledPolicy::place_src_v4`]).
+    pub fn place_src(
+        &self,
+        vlan: Option<u16>,
+        src: IpAddr,
+        zone: Option<ZoneMask>,
+    ) -> Result<SegIdx, PlaceError> {
         match src {
-            IpAddr::V4(ip) => self.place_src_v4(vlan, u32::from(ip)),
-            IpAddr::V6(ip) => self.place_src_v6(vlan, u128::from(ip)),
+            IpAddr::V4(ip) => self.place_src_v4(vlan, u32::from(ip), zone),
+            IpAddr::V6(ip) => self.place_src_v6(vlan, u128::from(ip), zone),
         }
     }
 

@@ -5,8 +5,9 @@
 //! - [`model`]: the resolved policy ([`Ruleset`]) that `bulkhead-policy` produces.
 //! - [`reference`]: a literal reading of `spec/policy.md` (first match over the
 //!   ordered rules, linear scans). Slow and obviously right; the oracle.
-//! - [`compile`]: [`CompiledPolicy`], segment placement (VLAN map, longest
-//!   prefix for IPv4 and IPv6 including endpoints, anti-spoofing) and rule
+//! - [`placement`]: segment placement (VLAN map, longest prefix for IPv4 and
+//!   IPv6 including endpoints, anti-spoofing by VLAN and by ingress zone).
+//! - [`compile`]: [`CompiledPolicy`], placement plus rule
 //!   tables per (source class, destination class) of segments, identical
 //!   tables shared; policies too wide for per-pair tables compile in atoms
 //!   mode (segments folded into atoms of the long lists, plus per-segment
@@ -20,7 +21,9 @@
 
 pub mod compile;
 pub mod model;
+pub mod placement;
 pub mod reference;
 
-pub use compile::{CompileError, CompileOptions, CompiledPolicy, LookupMode, SegmentMap};
+pub use compile::{CompileError, CompileOptions, CompiledPolicy, LookupMode};
 pub use model::*;
+pub use placement::{SegmentMap, ZoneMask, MAX_ZONES};

@@ -108,6 +108,8 @@ pub struct SegmentDef {
     pub vlans: Vec<u16>,
     pub prefixes: Vec<IpNet>,
     pub mode: Mode,
+    /// Zones where its workloads attach; empty: not bound to a place.
+    pub zones: Vec<String>,
 }
 
 /// One endpoint: a single address placed in a segment (acts as a /32 or /128).
@@ -139,7 +141,9 @@ pub struct Ruleset {
     pub endpoints: Vec<EndpointDef>,
     pub rules: Vec<RuleDef>,
     /// Anti-spoofing (on by default): a frame placed by VLAN in A whose source
-    /// IP lies in a prefix of another segment B is dropped as `spoofed`.
+    /// IP lies in a prefix of another segment B is dropped as `spoofed`, and
+    /// so is a source placed in a segment with `zones` that entered in none
+    /// of them.
     pub anti_spoofing: bool,
 }
 
@@ -175,7 +179,8 @@ pub struct FlowQuery {
 /// Why a packet could not be placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PlaceError {
-    /// VLAN says segment A, source address lies in a prefix of segment B.
+    /// VLAN says segment A, source address lies in a prefix of segment B;
+    /// or the source's segment lists zones and the frame entered in none.
     Spoofed,
 }
 
@@ -226,6 +231,8 @@ pub enum ModelError {
     EmptyServices { rule: String },
     #[error("rule {rule:?}: range {lo}-{hi} has start > end")]
     BadRange { rule: String, lo: u16, hi: u16 },
+    #[error("{0} distinct zones (limit {limit})", limit = crate::placement::MAX_ZONES)]
+    TooManyZones(usize),
     #[error("endpoint {ip}: segment index {index} is out of range ({count} segments)")]
     EndpointSegmentOutOfRange {
         ip: IpAddr,

@@ -51,8 +51,30 @@ pub fn longest_match(rs: &Ruleset, ip: IpAddr) -> Option<SegIdx> {
 }
 
 /// Source segment of a frame that arrived with `vlan` (or untagged) and
-/// source address `src`.
-pub fn place_src(rs: &Ruleset, vlan: Option<u16>, src: IpAddr) -> Result<SegIdx, PlaceError> {
+/// source address `src`, in zone `zone` (`Some(None)`: in no zone; `None`:
+/// the zone is not checked).
+pub fn place_src(
+    rs: &Ruleset,
+    vlan: Option<u16>,
+    src: IpAddr,
+    zone: Option<Option<&str>>,
+) -> Result<SegIdx, PlaceError> {
+    let seg = place_src_by_vlan(rs, vlan, src)?;
+    if let Some(entered) = zone {
+        let zones = rs.segments.get(seg as usize).map(|s| &s.zones);
+        if rs.anti_spoofing
+            && seg != 0
+            && zones.is_some_and(|z| {
+                !z.is_empty() && !entered.is_some_and(|e| z.iter().any(|n| n == e))
+            })
+        {
+            return Err(PlaceError::Spoofed);
+        }
+    }
+    Ok(seg)
+}
+
+fn place_src_by_vlan(rs: &Ruleset, vlan: Option<u16>, src: IpAddr) -> Result<SegIdx, PlaceError> {
     if let Some(vlan) = vlan {
         if let Some(by_vlan) = rs.segments.iter().position(|seg| seg.vlans.contains(&vlan)) {
             let by_vlan = by_vlan as SegIdx;

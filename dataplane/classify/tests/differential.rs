@@ -42,18 +42,24 @@ struct SegRecipe {
     vlans: Vec<u16>,
     prefixes: Vec<IpNet>,
     monitor: bool,
+    zones: Vec<String>,
 }
+
+/// Zone names the random policies use; `zx` is never listed by a segment.
+const ZONES: [&str; 4] = ["z0", "z1", "z2", "zx"];
 
 fn seg_recipe() -> impl Strategy<Value = SegRecipe> {
     (
         prop::collection::vec(1u16..12, 0..3),
         prop::collection::vec(prefix(), 0..4),
         prop::bool::weighted(0.2),
+        prop::sample::subsequence(vec!["z0", "z1", "z2"], 0..3),
     )
-        .prop_map(|(vlans, prefixes, monitor)| SegRecipe {
+        .prop_map(|(vlans, prefixes, monitor, zones)| SegRecipe {
             vlans,
             prefixes,
             monitor,
+            zones: zones.into_iter().map(String::from).collect(),
         })
 }
 
@@ -131,6 +137,7 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                     } else {
                         Mode::Enforce
                     },
+                    zones: vec![],
                 }];
                 // Keep invariants: a VLAN or prefix goes to the first segment claiming it.
                 let mut vlans_seen = HashSet::new();
@@ -154,6 +161,7 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                         } else {
                             Mode::Enforce
                         },
+                        zones: r.zones,
                     });
                 }
                 let rules = rules
@@ -299,13 +307,21 @@ fn check_agrees(rs: &Ruleset, cp: &CompiledPolicy, seed: u64) -> Result<(), Test
         let vlan = vlans(rs, &mut rng);
         let src = pick_address(rs, &mut rng);
         let dst = pick_address(rs, &mut rng);
-        let want_src = reference::place_src(rs, vlan, src);
+        // Ingress zone: unchecked, in no zone, or one of the names.
+        let zone: Option<Option<&str>> = match rng.below(6) {
+            0 => None,
+            1 => Some(None),
+            n => Some(Some(ZONES[n - 2])),
+        };
+        let mask = zone.map(|z| z.map_or(0, |name| cp.zone_mask(name)));
+        let want_src = reference::place_src(rs, vlan, src, zone);
         prop_assert_eq!(
-            cp.place_src(vlan, src),
+            cp.place_src(vlan, src, mask),
             want_src,
-            "place_src({:?}, {})",
+            "place_src({:?}, {}, {:?})",
             vlan,
-            src
+            src,
+            zone
         );
         let want_dst = reference::place_dst(rs, dst);
         prop_assert_eq!(cp.place_dst(dst), want_dst, "place_dst({})", dst);

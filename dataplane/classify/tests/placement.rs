@@ -224,3 +224,68 @@ fn segment_lookups() {
     assert_eq!(b.cp.segment_name(2), "narrow");
     assert_eq!(b.cp.segment_name(200), "?");
 }
+
+#[test]
+fn zoned_segments_accept_sources_only_from_their_zones() {
+    let b = Both::new(ruleset(
+        vec![
+            world(),
+            zoned(seg(10, "clients", &[], &["10.1.0.0/16"]), &["edge", "vpn"]),
+            zoned(seg(20, "servers", &[20], &["10.2.0.0/16"]), &["dc"]),
+            seg(30, "free", &[], &["10.3.0.0/16"]),
+        ],
+        vec![],
+    ));
+    // Entered where the segment attaches.
+    assert_eq!(b.src_in(None, "10.1.2.3", Some("edge")), Ok(1));
+    assert_eq!(b.src_in(None, "10.1.2.3", Some("vpn")), Ok(1));
+    assert_eq!(b.src_in(Some(20), "10.2.0.9", Some("dc")), Ok(2));
+    // A host elsewhere claiming the address, or a zone the policy does not
+    // name, or no zone at all.
+    assert_eq!(
+        b.src_in(None, "10.1.2.3", Some("dc")),
+        Err(PlaceError::Spoofed)
+    );
+    assert_eq!(
+        b.src_in(None, "10.1.2.3", Some("lab")),
+        Err(PlaceError::Spoofed)
+    );
+    assert_eq!(b.src_in(None, "10.1.2.3", None), Err(PlaceError::Spoofed));
+    // Placed by VLAN into a zoned segment: the zone is checked too.
+    assert_eq!(
+        b.src_in(Some(20), "192.0.2.1", Some("edge")),
+        Err(PlaceError::Spoofed)
+    );
+    // Segments without zones, and world, are not bound to a place.
+    assert_eq!(b.src_in(None, "10.3.0.1", Some("edge")), Ok(3));
+    assert_eq!(b.src_in(None, "192.0.2.1", None), Ok(0));
+    // Unchecked (tests and `check` without a zone).
+    assert_eq!(b.src(None, "10.1.2.3"), Ok(1));
+}
+
+#[test]
+fn zone_checks_follow_the_anti_spoofing_switch() {
+    let mut rs = ruleset(
+        vec![
+            world(),
+            zoned(seg(10, "clients", &[], &["10.1.0.0/16"]), &["edge"]),
+        ],
+        vec![],
+    );
+    rs.anti_spoofing = false;
+    let b = Both::new(rs);
+    assert_eq!(b.src_in(None, "10.1.2.3", Some("dc")), Ok(1));
+}
+
+#[test]
+fn more_than_64_zones_are_refused() {
+    let segs: Vec<_> = std::iter::once(world())
+        .chain((0..65u32).map(|i| {
+            let name = format!("s{i}");
+            let zone = format!("z{i}");
+            zoned(seg(i + 1, &name, &[], &[]), &[zone.as_str()])
+        }))
+        .collect();
+    let e = CompiledPolicy::compile(&ruleset(segs, vec![])).unwrap_err();
+    assert!(e.to_string().contains("65 distinct zones"), "{e}");
+}

@@ -26,7 +26,7 @@
 
 use std::sync::Arc;
 
-use bulkhead_classify::{Action, FlowQuery, PlaceError, RuleRef, SegIdx};
+use bulkhead_classify::{Action, FlowQuery, PlaceError, RuleRef, SegIdx, ZoneMask};
 use bulkhead_conntrack::{
     domain_vlans, tcp_may_open, vlan_domain, ConnFlags, ConnKey, ConnTable, Dir, Endpoint, Entry,
     EntryId, InsertError, KeySide, NewConn, Quotas, TableConfig, Timeouts, Track,
@@ -38,7 +38,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::events::{EventKind, EventMode, FlowEvent, RULE_DEFAULT};
 use crate::fold::{DenyFolder, FoldConfig, FoldVerdict};
 use crate::handover::PolicySnapshot;
-use crate::stats::{slot, EngineDrop, Fate, LocalCounters, Side};
+use crate::stats::{slot, EngineDrop, Fate, LocalCounters};
 use crate::zones::{Ingress, ZoneConfig};
 use crate::BURST;
 
@@ -233,7 +233,7 @@ impl Pipeline {
                     self.hashes[i] = self.ct.hash(&key);
                     self.ct.prefetch(self.hashes[i]);
                 }
-                Parsed::Arp(a) => fates[i] = self.arp(snap, &a),
+                Parsed::Arp(a) => fates[i] = self.arp(snap, ingress, &a),
                 Parsed::NeighborDiscovery(p) => fates[i] = self.nd(snap, ingress, frame, &p),
                 Parsed::NonIp { .. } => {
                     if !self.cfg.pass_non_ip {
@@ -254,9 +254,11 @@ impl Pipeline {
         for i in 0..n {
             let fate = match self.stage[i] {
                 Stage::Done => fates[i],
-                Stage::Lookup(p) => self.tracked(snap, side, i, &p, frames[i].len() as u32, now),
-                Stage::IcmpError(p) => self.icmp_error(snap, i, &p, now),
-                Stage::Untracked(p) => self.untracked(snap, side, &p, frames[i].len() as u32, now),
+                Stage::Lookup(p) => self.tracked(snap, ingress, i, &p, frames[i].len() as u32, now),
+                Stage::IcmpError(p) => self.icmp_error(snap, ingress, i, &p, now),
+                Stage::Untracked(p) => {
+                    self.untracked(snap, ingress, &p, frames[i].len() as u32, now)
+                }
             };
             fates[i] = fate;
             self.counters.drop(fate);
@@ -290,14 +292,14 @@ impl Pipeline {
     fn tracked(
         &mut self,
         snap: &PolicySnapshot,
-        side: Side,
+        ingress: Ingress,
         i: usize,
         p: &IpPacket,
         len: u32,
         now: u64,
     ) -> Fate {
         let Some(id) = self.looked_up(i) else {
-            return self.new_connection(snap, side, i, p, len, now);
+            return self.new_connection(snap, ingress, i, p, len, now);
         };
         // One look at the entry: direction, liveness and generation.
         let Some((dir, expired, current)) = self.ct.entry(id).map(|e| {
@@ -307,12 +309,12 @@ impl Pipeline {
                 e.judged_under(snap.generation),
             )
         }) else {
-            return self.new_connection(snap, side, i, p, len, now);
+            return self.new_connection(snap, ingress, i, p, len, now);
         };
         if expired {
             // Dead already (the expiry walk has not reached it): a new connection.
             self.close(snap, id, EventKind::Closed, now);
-            return self.new_connection(snap, side, i, p, len, now);
+            return self.new_connection(snap, ingress, i, p, len, now);
         }
         if let IcmpClass::Query(q) = p.icmp {
             // Only the initiator asks, only the responder answers.
@@ -330,7 +332,7 @@ impl Pipeline {
             Track::Invalid => Fate::Engine(EngineDrop::Invalid),
             Track::Stale => {
                 self.close(snap, id, EventKind::Closed, now);
-                self.new_connection(snap, side, i, p, len, now)
+                self.new_connection(snap, ingress, i, p, len, now)
             }
         }
     }
@@ -341,7 +343,7 @@ impl Pipeline {
     fn new_connection(
         &mut self,
         snap: &PolicySnapshot,
-        side: Side,
+        ingress: Ingress,
         i: usize,
         p: &IpPacket,
         len: u32,
@@ -349,7 +351,8 @@ impl Pipeline {
     ) -> Fate {
         let t = &p.tuple;
         let policy = &snap.policy;
-        let src = match place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src) {
+        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
+        let src = match place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone) {
             Ok(s) => s,
             Err(PlaceError::Spoofed) => return Fate::Engine(EngineDrop::Spoofed),
         };
@@ -382,7 +385,7 @@ impl Pipeline {
             src_segment: src_id,
             dst_segment: dst_id,
             tuple: *t,
-            side: Some(side),
+            side: Some(ingress.side),
             packets: [1, 0],
             bytes: [u64::from(len), 0],
             duration_ns: 0,
@@ -445,13 +448,14 @@ impl Pipeline {
     fn untracked(
         &mut self,
         snap: &PolicySnapshot,
-        side: Side,
+        ingress: Ingress,
         p: &IpPacket,
         len: u32,
         now: u64,
     ) -> Fate {
         let t = &p.tuple;
-        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src) else {
+        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
+        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone) else {
             return Fate::Engine(EngineDrop::Spoofed);
         };
         let dst = place_dst(snap, t.dst);
@@ -476,7 +480,7 @@ impl Pipeline {
             src_segment: snap.policy.segment_id(src).0,
             dst_segment: snap.policy.segment_id(dst).0,
             tuple: *t,
-            side: Some(side),
+            side: Some(ingress.side),
             packets: [1, 0],
             bytes: [u64::from(len), 0],
             duration_ns: 0,
@@ -491,9 +495,10 @@ impl Pipeline {
     /// probe (sender 0.0.0.0, RFC 5227) announces nothing.
     #[cold]
     #[inline(never)]
-    fn arp(&mut self, snap: &PolicySnapshot, a: &Arp) -> Fate {
+    fn arp(&mut self, snap: &PolicySnapshot, ingress: Ingress, a: &Arp) -> Fate {
         let vlan = placement_vlan(a.outer_vlan, a.vlan);
-        if a.sender != 0 && snap.policy.place_src_v4(vlan, a.sender).is_err() {
+        let zone = self.ingress_zone(snap, ingress, a.outer_vlan, a.vlan);
+        if a.sender != 0 && snap.policy.place_src_v4(vlan, a.sender, zone).is_err() {
             return Fate::Engine(EngineDrop::ArpSpoofed);
         }
         self.counters.add(slot::PASSED_L2, 1);
@@ -513,7 +518,8 @@ impl Pipeline {
             return Fate::Engine(EngineDrop::RaGuard);
         }
         let vlan = placement_vlan(p.outer_vlan, p.vlan);
-        let announces = |a: Addr| a != 0 && snap.policy.place_src_v6(vlan, a).is_err();
+        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
+        let announces = |a: Addr| a != 0 && snap.policy.place_src_v6(vlan, a, zone).is_err();
         if announces(t.src) {
             return Fate::Engine(EngineDrop::NdSpoofed);
         }
@@ -562,7 +568,14 @@ impl Pipeline {
     /// the quoted connection is live and allowed under the current policy.
     #[cold]
     #[inline(never)]
-    fn icmp_error(&mut self, snap: &PolicySnapshot, i: usize, p: &IpPacket, now: u64) -> Fate {
+    fn icmp_error(
+        &mut self,
+        snap: &PolicySnapshot,
+        ingress: Ingress,
+        i: usize,
+        p: &IpPacket,
+        now: u64,
+    ) -> Fate {
         let t = &p.tuple;
         let back_to_sender = p.icmp_error.is_some_and(|q| q.tuple.src == t.dst);
         let redirect = t.proto == ICMP && t.svc == ICMP_REDIRECT;
@@ -580,7 +593,8 @@ impl Pipeline {
                 }
             }
         }
-        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src) else {
+        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
+        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone) else {
             return Fate::Engine(EngineDrop::Spoofed);
         };
         let dst = place_dst(snap, t.dst);
@@ -642,6 +656,26 @@ impl Pipeline {
         if wants(self.cfg.event_mode, &ev) && self.events.push(ev).is_err() {
             self.counters.add(slot::EVENTS_DROPPED, 1);
         }
+    }
+
+    /// The zone a frame entered in, as bits of the snapshot's policy; `None`
+    /// when the policy binds no segment to zones (nothing to check).
+    #[inline]
+    fn ingress_zone(
+        &self,
+        snap: &PolicySnapshot,
+        ingress: Ingress,
+        outer: Option<u16>,
+        inner: Option<u16>,
+    ) -> Option<ZoneMask> {
+        if !snap.policy.has_zones() {
+            return None;
+        }
+        Some(
+            self.zones
+                .zone_of(ingress, outer, inner)
+                .map_or(0, |z| snap.policy.zone_mask(z)),
+        )
     }
 
     /// A denial event, folded with its repeats and rate-limited (see [`crate::fold`]).
@@ -748,10 +782,15 @@ fn place_dst(snap: &PolicySnapshot, a: Addr) -> SegIdx {
 }
 
 #[inline]
-fn place_src(snap: &PolicySnapshot, vlan: Option<u16>, a: Addr) -> Result<SegIdx, PlaceError> {
+fn place_src(
+    snap: &PolicySnapshot,
+    vlan: Option<u16>,
+    a: Addr,
+    zone: Option<ZoneMask>,
+) -> Result<SegIdx, PlaceError> {
     match addr_to_v4(a) {
-        Some(v4) => snap.policy.place_src_v4(vlan, v4),
-        None => snap.policy.place_src_v6(vlan, a),
+        Some(v4) => snap.policy.place_src_v4(vlan, v4, zone),
+        None => snap.policy.place_src_v6(vlan, a, zone),
     }
 }
 

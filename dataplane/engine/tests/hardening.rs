@@ -435,3 +435,70 @@ fn a_syn_reusing_a_live_tuple_passes_and_the_connection_starts_over() {
     let reverse = tcp(v4(APP, WEB), 8080, 40000, SYN);
     assert_eq!(one(&mut p, &snap, Side::B, &reverse, 3), INVALID);
 }
+
+const ZONED: &str = r#"
+version: 1
+segments:
+  web: { id: 10, prefixes: [10.0.10.0/24], zones: [clients] }
+  app: { id: 20, prefixes: [10.0.20.0/24], zones: [servers] }
+rules:
+  - { name: web-to-app, from: [web], to: [app], services: [tcp/8080], action: allow }
+  - { name: app-to-app, from: [app], to: [app], services: [tcp/8080], action: allow }
+"#;
+
+#[test]
+fn a_host_cannot_leave_its_segment_by_taking_an_address_of_another_zone() {
+    let snap = snapshot(1, ZONED);
+    let unfolded = FoldConfig {
+        interval_ns: 0,
+        rate_per_sec: 0,
+        burst: 0,
+    };
+    let (mut p, _q) = pipeline_with(1024, Quotas::UNLIMITED, unfolded, zones());
+    // web from the clients side, app from the servers side: fine.
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::A,
+            &tcp(v4(WEB, APP), 1000, 8080, SYN),
+            1
+        ),
+        Fate::Forward
+    );
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::B,
+            &tcp(v4([10, 0, 20, 9], APP), 1000, 8080, SYN),
+            1
+        ),
+        Fate::Forward
+    );
+    // A client-side host claiming an app address (app -> app is allowed).
+    let claim = tcp(v4([10, 0, 20, 99], APP), 1001, 8080, SYN);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &claim, 2),
+        Fate::Engine(EngineDrop::Spoofed)
+    );
+    // ... nor announce it by ARP.
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::A,
+            &arp(v4(WEB, APP), [10, 0, 20, 99], APP),
+            2
+        ),
+        Fate::Engine(EngineDrop::ArpSpoofed)
+    );
+    // The same frame from the servers side is app's.
+    assert_eq!(one(&mut p, &snap, Side::B, &claim, 3), Fate::Forward);
+    // A wire side bound to no zone attaches to no zoned segment (spec).
+    let (mut unbound, _q) = pipeline(1024);
+    assert_eq!(
+        one(&mut unbound, &snap, Side::B, &claim, 3),
+        Fate::Engine(EngineDrop::Spoofed)
+    );
+}

@@ -16,6 +16,7 @@ pub fn world() -> SegmentDef {
         vlans: vec![],
         prefixes: vec![],
         mode: Mode::Enforce,
+        zones: vec![],
     }
 }
 
@@ -26,7 +27,13 @@ pub fn seg(id: u32, name: &str, vlans: &[u16], prefixes: &[&str]) -> SegmentDef 
         vlans: vlans.to_vec(),
         prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
         mode: Mode::Enforce,
+        zones: vec![],
     }
+}
+
+pub fn zoned(mut seg: SegmentDef, zones: &[&str]) -> SegmentDef {
+    seg.zones = zones.iter().map(|z| z.to_string()).collect();
+    seg
 }
 
 pub fn monitored(mut seg: SegmentDef) -> SegmentDef {
@@ -98,11 +105,29 @@ impl Both {
 
     pub fn src(&self, vlan: Option<u16>, addr: &str) -> Result<SegIdx, PlaceError> {
         let addr = ip(addr);
-        let want = reference::place_src(&self.rs, vlan, addr);
+        let want = reference::place_src(&self.rs, vlan, addr, None);
         assert_eq!(
-            self.cp.place_src(vlan, addr),
+            self.cp.place_src(vlan, addr, None),
             want,
             "place_src({vlan:?}, {addr})"
+        );
+        want
+    }
+
+    /// Placement of a source that entered in `zone` (`None`: in no zone).
+    pub fn src_in(
+        &self,
+        vlan: Option<u16>,
+        addr: &str,
+        zone: Option<&str>,
+    ) -> Result<SegIdx, PlaceError> {
+        let addr = ip(addr);
+        let want = reference::place_src(&self.rs, vlan, addr, Some(zone));
+        let mask = zone.map_or(0, |z| self.cp.zone_mask(z));
+        assert_eq!(
+            self.cp.place_src(vlan, addr, Some(mask)),
+            want,
+            "place_src({vlan:?}, {addr}, {zone:?})"
         );
         want
     }
