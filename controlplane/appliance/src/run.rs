@@ -10,6 +10,7 @@ use bulkhead_engine::idle::IdleMode;
 use bulkhead_engine::stats::Counters;
 use bulkhead_engine::{Engine, EngineConfig};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use tracing::{error, info, warn};
 
 use crate::config::{device_name, Config, ConfigError, EventModeConfig, IdleConfig};
 use crate::events::{to_json, EventSink};
@@ -64,7 +65,7 @@ pub fn load_policy(path: &Path) -> Result<CompiledPolicy, RunError> {
         )
     })?;
     for w in &loaded.warnings {
-        eprintln!("bulkheadd: warning: {w}");
+        warn!(path = %path.display(), "policy: {w}");
     }
     CompiledPolicy::compile(loaded.policy.ruleset()).map_err(|e| refuse(format!("  {e}")))
 }
@@ -176,14 +177,15 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     })?;
     let (nseg, nrules) = (policy.segment_count(), policy.rule_count());
     let engine = Engine::start(&eal, ecfg, policy)?;
-    eprintln!(
-        "bulkheadd: {} workers running on cores {:?}; {} wire(s); policy {} generation 1 ({} segments, {} rules)",
-        cfg.dataplane.workers.len(),
-        cfg.dataplane.workers,
-        cfg.dataplane.wire.len(),
-        cfg.policy.file.display(),
-        nseg,
-        nrules
+    info!(
+        workers = cfg.dataplane.workers.len(),
+        cores = ?cfg.dataplane.workers,
+        wires = cfg.dataplane.wire.len(),
+        policy = %cfg.policy.file.display(),
+        generation = 1,
+        segments = nseg,
+        rules = nrules,
+        "workers running"
     );
     let node = cfg.node.name.clone();
     let writer = EventWriter::start(
@@ -202,7 +204,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
                 SIGHUP => reload(&engine, &cfg),
                 SIGUSR1 => print_counters(&engine, started),
                 SIGTERM | SIGINT => {
-                    eprintln!("bulkheadd: signal {sig}: stopping");
+                    info!(signal = sig, "stopping");
                     break 'run;
                 }
                 _ => {}
@@ -225,21 +227,24 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let ports = engine.port_stats();
     let gens = engine.worker_generations();
     let final_counters = engine.stop();
-    eprintln!("bulkheadd: final counters (workers at generation {gens:?}):");
-    eprint!("{}", render_counters(&final_counters));
-    eprintln!("  bulkhead_appliance_flow_events_unwritten_total {lost}");
+    let mut block = format!("bulkheadd: final counters (workers at generation {gens:?}):\n");
+    block.push_str(&render_counters(&final_counters));
+    block.push_str(&format!(
+        "  bulkhead_appliance_flow_events_unwritten_total {lost}\n"
+    ));
     for (name, s) in ports {
-        eprintln!(
-            "  port {name}: rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}, rx errors {}, tx errors {}",
+        block.push_str(&format!(
+            "  port {name}: rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}, rx errors {}, tx errors {}\n",
             s.ipackets, s.ibytes, s.opackets, s.obytes, s.imissed, s.ierrors, s.oerrors
-        );
+        ));
     }
     let snap = policy_handle.load();
     for (rule, n) in snap.rule_counts() {
         if n > 0 {
-            eprintln!("  rule {rule}: {n} new connections");
+            block.push_str(&format!("  rule {rule}: {n} new connections\n"));
         }
     }
+    write_block(&block);
     drop(policy_handle);
     drop(eal);
     Ok(())
@@ -275,9 +280,13 @@ impl EventWriter {
                     let mut batch = vec![e];
                     batch.extend(rx.try_iter().take(4096));
                     for e in &batch {
-                        if failed || sink.write_line(&to_json(e, &node, unix_base_ns, &policy)).is_err() {
+                        if failed
+                            || sink
+                                .write_line(&to_json(e, &node, unix_base_ns, &policy))
+                                .is_err()
+                        {
                             if !failed {
-                                eprintln!("bulkheadd: cannot write flow events; counting them as unwritten");
+                                error!("cannot write flow events; counting them as unwritten");
                             }
                             failed = true;
                             lost2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -319,7 +328,7 @@ impl EventWriter {
             if h.is_finished() {
                 let _ = h.join();
             } else {
-                eprintln!("bulkheadd: flow-event output is stalled; leaving it");
+                warn!("flow-event output is stalled; leaving it");
             }
         }
         self.lost.load(std::sync::atomic::Ordering::Relaxed)
@@ -328,24 +337,25 @@ impl EventWriter {
 
 fn reload(engine: &Engine, cfg: &Config) {
     let path = &cfg.policy.file;
-    eprintln!("bulkheadd: SIGHUP: reloading {}", path.display());
+    info!(path = %path.display(), "SIGHUP: reloading the policy");
     match load_policy(path) {
         Ok(policy) => {
             let generation = engine.publish(policy);
             if engine.wait_generation(generation, Duration::from_secs(5)) {
-                eprintln!("bulkheadd: policy generation {generation} enforced by every worker");
+                info!(generation, "policy enforced by every worker");
             } else {
-                eprintln!(
-                    "bulkheadd: policy generation {generation} published; workers report {:?}",
-                    engine.worker_generations()
+                warn!(
+                    generation,
+                    workers = ?engine.worker_generations(),
+                    "policy published; not every worker enforces it yet"
                 );
             }
         }
         Err(e) => {
-            eprintln!("bulkheadd: {e}");
-            eprintln!(
-                "bulkheadd: the running policy (generation {}) stays in force",
-                engine.policy().generation()
+            error!("{e}");
+            warn!(
+                generation = engine.policy().generation(),
+                "the running policy stays in force"
             );
         }
     }
@@ -353,11 +363,19 @@ fn reload(engine: &Engine, cfg: &Config) {
 
 fn print_counters(engine: &Engine, started: Instant) {
     let (total, _) = engine.counters();
-    eprintln!(
-        "bulkheadd: counters at {:.3} s:",
-        started.elapsed().as_secs_f64()
-    );
-    eprint!("{}", render_counters(&total));
+    write_block(&format!(
+        "bulkheadd: counters at {:.3} s:\n{}",
+        started.elapsed().as_secs_f64(),
+        render_counters(&total)
+    ));
+}
+
+/// Counters stay a plain block on stderr (Prometheus exposition lines under
+/// one header line, as `perf-lab/ringbench.sh` reads them), written in one
+/// call so log lines from other threads cannot land inside it.
+fn write_block(block: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(block.as_bytes());
 }
 
 /// Counters as `name value` lines (Prometheus exposition style).

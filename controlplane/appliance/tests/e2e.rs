@@ -399,7 +399,10 @@ fn sighup_revoking_a_service_cuts_an_open_connection() {
     // Revoke tcp/8080.
     std::fs::write(&d.policy, POLICY.replace("tcp/8080, ", "")).unwrap();
     d.signal("-HUP");
-    d.wait_log("generation 2 enforced", Duration::from_secs(10));
+    d.wait_log(
+        "policy enforced by every worker generation=2",
+        Duration::from_secs(10),
+    );
     writeln!(stdin, "after").unwrap();
     let reply = next(&mut out);
     assert!(
