@@ -1,9 +1,7 @@
 //! Start-up, the control loop and shutdown of a standalone appliance.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bulkhead_classify::CompiledPolicy;
 use bulkhead_dpdk::{Eal, Port};
 use bulkhead_engine::events::EventMode;
 use bulkhead_engine::idle::IdleMode;
@@ -14,6 +12,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{device_name, Config, ConfigError, EventModeConfig, IdleConfig};
 use crate::events::{to_json, EventSink};
+pub use crate::reload::load_policy;
+use crate::reload::{Outcome, Reloader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -37,37 +37,6 @@ pub enum RunError {
     },
     #[error("signal handling")]
     Signals(std::io::Error),
-}
-
-/// Read, validate (including the document's tests) and compile a policy.
-/// Every error is reported, one per line.
-pub fn load_policy(path: &Path) -> Result<CompiledPolicy, RunError> {
-    let refuse = |errors: String| RunError::Policy {
-        path: path.display().to_string(),
-        errors,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| refuse(format!("  cannot read: {e}")))?;
-    if meta.len() > bulkhead_policy::limits::MAX_DOCUMENT_BYTES as u64 {
-        return Err(refuse(format!(
-            "  document is {} bytes; the limit is {}",
-            meta.len(),
-            bulkhead_policy::limits::MAX_DOCUMENT_BYTES
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("  cannot read: {e}")))?;
-    let origin = path.display().to_string();
-    let loaded = bulkhead_policy::validate_full(&text, &origin).map_err(|errs| {
-        refuse(
-            errs.iter()
-                .map(|d| format!("  {d}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
-    for w in &loaded.warnings {
-        warn!(path = %path.display(), "policy: {w}");
-    }
-    CompiledPolicy::compile(loaded.policy.ruleset()).map_err(|e| refuse(format!("  {e}")))
 }
 
 /// EAL arguments for this configuration (the program name is added by `Eal::init`).
@@ -114,7 +83,31 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     // not by the default action (which would kill the process mid start-up).
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
         .map_err(RunError::Signals)?;
-    let policy = load_policy(&cfg.policy.file)?;
+    let mut reloader = Reloader::new(cfg.policy.file.clone());
+    // The first load runs on the reload thread too, so SIGTERM is served
+    // while a huge policy compiles; a SIGHUP meanwhile reloads once started.
+    reloader.request();
+    let mut hup_during_start = false;
+    let policy = loop {
+        for sig in signals.pending() {
+            match sig {
+                SIGHUP => hup_during_start = true,
+                SIGTERM | SIGINT => {
+                    info!(signal = sig, "stopping during start-up");
+                    reloader.abandon();
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        if let Some(outcome) = reloader.poll() {
+            break outcome?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if hup_during_start {
+        reloader.request();
+    }
     let args = eal_args(&cfg);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let eal = Eal::init(&argv)?;
@@ -198,16 +191,28 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let started = Instant::now();
     let mut last_stats = Instant::now();
     let interval = Duration::from_secs(cfg.events.stats_interval);
+    let mut enforcing: Option<Enforcing> = None;
     'run: loop {
         for sig in signals.pending() {
             match sig {
-                SIGHUP => reload(&engine, &cfg),
+                SIGHUP => {
+                    info!(path = %cfg.policy.file.display(), "SIGHUP: reloading the policy");
+                    reloader.request();
+                }
                 SIGUSR1 => print_counters(&engine, started),
                 SIGTERM | SIGINT => {
                     info!(signal = sig, "stopping");
                     break 'run;
                 }
                 _ => {}
+            }
+        }
+        if let Some(outcome) = reloader.poll() {
+            enforcing = publish(&engine, outcome).or(enforcing);
+        }
+        if let Some(e) = &enforcing {
+            if e.check(&engine) {
+                enforcing = None;
             }
         }
         writer.take_from(&engine, cfg.events.queue);
@@ -218,6 +223,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    reloader.abandon();
     let mut engine = engine;
     engine.halt();
     // Events emitted during the last bursts: the queues are finite now.
@@ -335,21 +341,17 @@ impl EventWriter {
     }
 }
 
-fn reload(engine: &Engine, cfg: &Config) {
-    let path = &cfg.policy.file;
-    info!(path = %path.display(), "SIGHUP: reloading the policy");
-    match load_policy(path) {
+/// Hand a finished reload's policy to the workers, or log its refusal.
+/// Returns the generation now waiting to be enforced by every worker.
+fn publish(engine: &Engine, outcome: Outcome) -> Option<Enforcing> {
+    match outcome {
         Ok(policy) => {
             let generation = engine.publish(policy);
-            if engine.wait_generation(generation, Duration::from_secs(5)) {
-                info!(generation, "policy enforced by every worker");
-            } else {
-                warn!(
-                    generation,
-                    workers = ?engine.worker_generations(),
-                    "policy published; not every worker enforces it yet"
-                );
-            }
+            info!(generation, "policy published");
+            Some(Enforcing {
+                generation,
+                deadline: Instant::now() + Duration::from_secs(5),
+            })
         }
         Err(e) => {
             error!("{e}");
@@ -357,6 +359,39 @@ fn reload(engine: &Engine, cfg: &Config) {
                 generation = engine.policy().generation(),
                 "the running policy stays in force"
             );
+            None
+        }
+    }
+}
+
+/// A published generation not yet reported by every worker. Checked once
+/// per control-loop tick rather than waited for, so signals keep being served.
+#[derive(Debug)]
+struct Enforcing {
+    generation: u64,
+    deadline: Instant,
+}
+
+impl Enforcing {
+    /// Log and return true once every worker enforces the generation (or
+    /// once the deadline passes: the workers are then reported as they are).
+    fn check(&self, engine: &Engine) -> bool {
+        let workers = engine.worker_generations();
+        if workers.iter().all(|&g| g >= self.generation) {
+            info!(
+                generation = self.generation,
+                "policy enforced by every worker"
+            );
+            true
+        } else if Instant::now() >= self.deadline {
+            warn!(
+                generation = self.generation,
+                workers = ?workers,
+                "policy published; not every worker enforces it after 5 s"
+            );
+            true
+        } else {
+            false
         }
     }
 }
