@@ -11,7 +11,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use tracing::{error, info, warn};
 
 use crate::config::{device_name, Config, ConfigError, EventModeConfig, IdleConfig};
-use crate::events::{to_json, EventSink};
+use crate::event_writer::EventWriter;
+use crate::events::EventSink;
 pub use crate::reload::load_policy;
 use crate::reload::{Outcome, Reloader};
 
@@ -196,10 +197,14 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         for sig in signals.pending() {
             match sig {
                 SIGHUP => {
-                    info!(path = %cfg.policy.file.display(), "SIGHUP: reloading the policy");
+                    info!(
+                        path = %cfg.policy.file.display(),
+                        "SIGHUP: reloading the policy; reopening the flow events file"
+                    );
                     reloader.request();
+                    writer.reopen();
                 }
-                SIGUSR1 => print_counters(&engine, started),
+                SIGUSR1 => print_counters(&engine, &writer, started),
                 SIGTERM | SIGINT => {
                     info!(signal = sig, "stopping");
                     break 'run;
@@ -218,7 +223,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         writer.take_from(&engine, cfg.events.queue);
         engine.reclaim();
         if !interval.is_zero() && last_stats.elapsed() >= interval {
-            print_counters(&engine, started);
+            print_counters(&engine, &writer, started);
             last_stats = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -254,91 +259,6 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     drop(policy_handle);
     drop(eal);
     Ok(())
-}
-
-/// Writes flow events on its own thread, so a slow or stalled consumer (a
-/// full pipe) never blocks the control loop: signals, reloads and shutdown
-/// keep working. The hand-off is bounded; when full, events are dropped and
-/// counted (`bulkhead_appliance_flow_events_unwritten_total`).
-struct EventWriter {
-    tx: Option<std::sync::mpsc::SyncSender<bulkhead_engine::events::FlowEvent>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-    lost: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl EventWriter {
-    fn start(
-        mut sink: EventSink,
-        node: String,
-        unix_base_ns: u128,
-        policy: std::sync::Arc<bulkhead_engine::handover::PolicyHandle>,
-        bound: usize,
-    ) -> EventWriter {
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<bulkhead_engine::events::FlowEvent>(bound.max(1));
-        let lost = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let lost2 = lost.clone();
-        let handle = std::thread::Builder::new()
-            .name("bh-events".into())
-            .spawn(move || {
-                let mut failed = false;
-                while let Ok(e) = rx.recv() {
-                    let mut batch = vec![e];
-                    batch.extend(rx.try_iter().take(4096));
-                    for e in &batch {
-                        if failed
-                            || sink
-                                .write_line(&to_json(e, &node, unix_base_ns, &policy))
-                                .is_err()
-                        {
-                            if !failed {
-                                error!("cannot write flow events; counting them as unwritten");
-                            }
-                            failed = true;
-                            lost2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                    if !failed && sink.flush().is_err() {
-                        failed = true;
-                    }
-                }
-                let _ = sink.flush();
-            })
-            .ok();
-        EventWriter {
-            tx: Some(tx),
-            handle,
-            lost,
-        }
-    }
-
-    /// Move up to `max_per_worker` events per worker queue to the writer.
-    fn take_from(&self, engine: &Engine, max_per_worker: usize) {
-        let Some(tx) = &self.tx else { return };
-        engine.drain_events(max_per_worker, |e| {
-            if tx.try_send(*e).is_err() {
-                self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
-    }
-
-    /// Close the hand-off and wait (bounded) for the writer to drain it.
-    /// Returns how many events were dropped or could not be written.
-    fn finish(mut self, wait: Duration) -> u64 {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let deadline = Instant::now() + wait;
-            while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                warn!("flow-event output is stalled; leaving it");
-            }
-        }
-        self.lost.load(std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 /// Hand a finished reload's policy to the workers, or log its refusal.
@@ -396,12 +316,13 @@ impl Enforcing {
     }
 }
 
-fn print_counters(engine: &Engine, started: Instant) {
+fn print_counters(engine: &Engine, writer: &EventWriter, started: Instant) {
     let (total, _) = engine.counters();
     write_block(&format!(
-        "bulkheadd: counters at {:.3} s:\n{}",
+        "bulkheadd: counters at {:.3} s:\n{}  bulkhead_appliance_flow_events_unwritten_total {}\n",
         started.elapsed().as_secs_f64(),
-        render_counters(&total)
+        render_counters(&total),
+        writer.unwritten()
     ));
 }
 
