@@ -2,6 +2,8 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
 use bulkhead_engine::events::{EventKind, FlowEvent, RULE_DEFAULT};
 use bulkhead_engine::handover::PolicyHandle;
@@ -127,45 +129,143 @@ pub fn format_unix_ns(ns: u128) -> String {
     )
 }
 
-/// Where events go.
-pub enum EventSink {
-    Stdout(std::io::Stdout),
-    File(std::io::BufWriter<std::fs::File>),
+/// Where flow events go: standard output or a file opened for appending.
+///
+/// Invariant: the output never keeps part of a line. Lines are written in
+/// batches; when a write to a regular file fails part-way (ENOSPC, EIO), the
+/// file is cut back to the end of the last whole line written, and if even
+/// that fails, cut again before anything else is written. A pipe or terminal
+/// cannot be cut back: there the rest of the batch is written from where the
+/// failed write stopped, completing the line.
+#[derive(Debug)]
+pub struct EventSink {
+    out: std::fs::File,
+    /// The configured file; `None` for standard output.
+    path: Option<PathBuf>,
+    /// A regular file opened for appending: can be cut back.
+    regular: bool,
+    /// A failed write left a part line past this length and cutting it failed.
+    cut_at: Option<u64>,
 }
 
-impl std::fmt::Debug for EventSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EventSink::Stdout(_) => f.write_str("EventSink::Stdout"),
-            EventSink::File(_) => f.write_str("EventSink::File"),
-        }
-    }
+/// A write of lines that failed after `written` bytes of them were kept in
+/// the output (on a regular file, always whole lines).
+#[derive(Debug)]
+pub struct WriteError {
+    pub written: usize,
+    pub error: std::io::Error,
 }
 
 impl EventSink {
+    /// `-` for standard output, otherwise a file, created if missing.
     pub fn open(output: &str) -> std::io::Result<EventSink> {
         if output == "-" {
-            Ok(EventSink::Stdout(std::io::stdout()))
+            // Our own descriptor for fd 1: writes are not buffered by std, so
+            // what a failed write kept is known to the byte.
+            let fd = std::io::stdout().as_fd().try_clone_to_owned()?;
+            Ok(EventSink {
+                out: std::fs::File::from(fd),
+                path: None,
+                regular: false,
+                cut_at: None,
+            })
         } else {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(output)?;
-            Ok(EventSink::File(std::io::BufWriter::new(f)))
+            let path = PathBuf::from(output);
+            let (out, regular) = open_append(&path)?;
+            Ok(EventSink {
+                out,
+                path: Some(path),
+                regular,
+                cut_at: None,
+            })
         }
     }
-    pub fn write_line(&mut self, v: &serde_json::Value) -> std::io::Result<()> {
-        match self {
-            EventSink::Stdout(s) => writeln!(s.lock(), "{v}"),
-            EventSink::File(f) => writeln!(f, "{v}"),
+
+    /// The output, for log lines.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "standard output".to_string(),
         }
     }
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            EventSink::Stdout(s) => s.flush(),
-            EventSink::File(f) => f.flush(),
+
+    /// Open the configured path again (after log rotation renamed the file):
+    /// later lines go to a new file there. Returns false for standard output.
+    /// On error the current file stays in use.
+    pub fn reopen(&mut self) -> std::io::Result<bool> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let (out, regular) = open_append(path)?;
+        if let Some(len) = self.cut_at.take() {
+            // Last chance to remove a part line from the old file.
+            let _ = self.out.set_len(len);
+        }
+        self.out = out;
+        self.regular = regular;
+        Ok(true)
+    }
+
+    /// Write `buf`, whole JSON lines, each ending in `\n`.
+    pub fn write_lines(&mut self, buf: &[u8]) -> Result<(), WriteError> {
+        let fail = |written, error| Err(WriteError { written, error });
+        if let Some(len) = self.cut_at {
+            if let Err(e) = self.out.set_len(len) {
+                return fail(0, e);
+            }
+            self.cut_at = None;
+        }
+        let start = if self.regular {
+            match self.out.metadata() {
+                Ok(m) => m.len(),
+                Err(e) => return fail(0, e),
+            }
+        } else {
+            0
+        };
+        let (done, error) = write_prefix(&mut self.out, buf);
+        let Some(error) = error else { return Ok(()) };
+        if !self.regular {
+            return fail(done, error);
+        }
+        let keep = whole_lines(&buf[..done]);
+        if keep < done {
+            let len = start + keep as u64;
+            if self.out.set_len(len).is_err() {
+                self.cut_at = Some(len);
+            }
+        }
+        fail(keep, error)
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<(std::fs::File, bool)> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let regular = f.metadata()?.file_type().is_file();
+    Ok((f, regular))
+}
+
+/// Write as much of `buf` as the output takes: how many bytes it took, and
+/// the error that stopped it, if any.
+pub fn write_prefix(out: &mut impl Write, buf: &[u8]) -> (usize, Option<std::io::Error>) {
+    let mut done = 0;
+    while done < buf.len() {
+        match out.write(&buf[done..]) {
+            Ok(0) => return (done, Some(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
         }
     }
+    (done, None)
+}
+
+/// Length of the longest prefix of `buf` made of whole lines.
+pub fn whole_lines(buf: &[u8]) -> usize {
+    buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
 #[cfg(test)]
@@ -194,5 +294,61 @@ mod tests {
         );
         assert_eq!(addr_to_ip(1).to_string(), "::1");
         assert_eq!(proto_name(47), "proto/47");
+    }
+
+    /// Takes `room` bytes, then fails like a full disk.
+    struct Full {
+        room: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            let n = b.len().min(self.room).min(7);
+            self.room -= n;
+            self.got.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_keeps_only_whole_lines() {
+        let buf = b"{\"a\":1}\n{\"b\":22}\n{\"c\":333}\n";
+        for room in 0..buf.len() {
+            let mut out = Full {
+                room,
+                got: Vec::new(),
+            };
+            let (done, err) = write_prefix(&mut out, buf);
+            assert_eq!(done, room);
+            assert_eq!(err.unwrap().raw_os_error(), Some(28));
+            let keep = whole_lines(&buf[..done]);
+            assert!(keep <= done && (keep == 0 || buf[keep - 1] == b'\n'));
+            for line in out.got[..keep]
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+            {
+                serde_json::from_slice::<serde_json::Value>(line).unwrap();
+            }
+        }
+        let mut out = Full {
+            room: usize::MAX,
+            got: Vec::new(),
+        };
+        assert_eq!(write_prefix(&mut out, buf).0, buf.len());
+    }
+
+    #[test]
+    fn a_full_device_is_an_error_that_kept_nothing() {
+        let mut sink = EventSink::open("/dev/full").unwrap();
+        let e = sink.write_lines(b"{}\n").unwrap_err();
+        assert_eq!(e.written, 0);
+        assert_eq!(e.error.raw_os_error(), Some(28));
     }
 }

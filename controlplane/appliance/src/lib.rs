@@ -1,8 +1,16 @@
 //! `bulkhead-appliance`: the `bulkheadd` process — configuration, start-up of
 //! the DPDK engine, policy loading and reload, flow-event output and counters.
 //! Standalone (single-appliance) mode; the cluster and gRPC API build on it.
+//!
+//! Modules: [`config`] parses and checks the configuration; [`run`] owns the
+//! engine and the control loop (signals, publishing policies, counters,
+//! shutdown); [`reload`] reads and compiles policy documents off that loop;
+//! [`events`] renders flow events and owns the output file;
+//! [`event_writer`] writes them on their own thread.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod event_writer;
 pub mod events;
+pub mod reload;
 pub mod run;

@@ -3,13 +3,14 @@
 //! reloads the policy on SIGHUP and stops cleanly on SIGTERM/SIGINT.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
+use tracing::{error, info};
 
 use bulkhead_appliance::config::{Config, WireConfig};
 use bulkhead_appliance::run::{self, RunError};
@@ -152,21 +153,36 @@ fn toml_str(s: &str) -> String {
     out
 }
 
+/// Log lines on stderr: time, level, target, message and fields. The level
+/// comes from `RUST_LOG` (e.g. `RUST_LOG=debug`), `info` by default; colour
+/// only on a terminal, so a log file stays greppable.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    init_logging();
     let started = Instant::now();
     let mut cfg = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("bulkheadd: {e}");
+                error!("{e}");
                 return ExitCode::from(2);
             }
         },
         None => match quick_start_config(&args) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("bulkheadd: {e}");
+                error!("{e}");
                 return ExitCode::from(2);
             }
         },
@@ -188,7 +204,7 @@ fn main() -> ExitCode {
             "busy-poll" => bulkhead_appliance::config::IdleConfig::BusyPoll,
             "adaptive" => bulkhead_appliance::config::IdleConfig::Adaptive,
             other => {
-                eprintln!("bulkheadd: --idle {other:?}: expected busy-poll or adaptive");
+                error!("--idle {other:?}: expected busy-poll or adaptive");
                 return ExitCode::from(2);
             }
         };
@@ -198,30 +214,26 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| PathBuf::from("(command line)"));
     if let Err(e) = cfg.validate(&origin) {
-        eprintln!("bulkheadd: {e}");
+        error!("{e}");
         return ExitCode::from(2);
     }
     match run::run(cfg) {
         Ok(()) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "bulkheadd: stopped after {:.1?}",
-                started.elapsed()
-            );
+            info!(uptime = ?started.elapsed(), "stopped");
             ExitCode::SUCCESS
         }
         Err(e @ RunError::Policy { .. }) | Err(e @ RunError::Config(_)) => {
-            eprintln!("bulkheadd: {e}");
+            error!("{e}");
             ExitCode::from(2)
         }
         Err(e) => {
-            let mut msg = format!("bulkheadd: {e}");
+            let mut msg = e.to_string();
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
                 msg.push_str(&format!(": {s}"));
                 src = s.source();
             }
-            eprintln!("{msg}");
+            error!("{msg}");
             ExitCode::FAILURE
         }
     }

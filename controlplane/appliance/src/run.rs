@@ -1,18 +1,20 @@
 //! Start-up, the control loop and shutdown of a standalone appliance.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bulkhead_classify::CompiledPolicy;
 use bulkhead_dpdk::{Eal, Port};
 use bulkhead_engine::events::EventMode;
 use bulkhead_engine::idle::IdleMode;
 use bulkhead_engine::stats::Counters;
 use bulkhead_engine::{Engine, EngineConfig};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use tracing::{error, info, warn};
 
 use crate::config::{device_name, Config, ConfigError, EventModeConfig, IdleConfig};
-use crate::events::{to_json, EventSink};
+use crate::event_writer::EventWriter;
+use crate::events::EventSink;
+pub use crate::reload::load_policy;
+use crate::reload::{Outcome, Reloader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -36,37 +38,6 @@ pub enum RunError {
     },
     #[error("signal handling")]
     Signals(std::io::Error),
-}
-
-/// Read, validate (including the document's tests) and compile a policy.
-/// Every error is reported, one per line.
-pub fn load_policy(path: &Path) -> Result<CompiledPolicy, RunError> {
-    let refuse = |errors: String| RunError::Policy {
-        path: path.display().to_string(),
-        errors,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| refuse(format!("  cannot read: {e}")))?;
-    if meta.len() > bulkhead_policy::limits::MAX_DOCUMENT_BYTES as u64 {
-        return Err(refuse(format!(
-            "  document is {} bytes; the limit is {}",
-            meta.len(),
-            bulkhead_policy::limits::MAX_DOCUMENT_BYTES
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("  cannot read: {e}")))?;
-    let origin = path.display().to_string();
-    let loaded = bulkhead_policy::validate_full(&text, &origin).map_err(|errs| {
-        refuse(
-            errs.iter()
-                .map(|d| format!("  {d}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
-    for w in &loaded.warnings {
-        eprintln!("bulkheadd: warning: {w}");
-    }
-    CompiledPolicy::compile(loaded.policy.ruleset()).map_err(|e| refuse(format!("  {e}")))
 }
 
 /// EAL arguments for this configuration (the program name is added by `Eal::init`).
@@ -113,7 +84,31 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     // not by the default action (which would kill the process mid start-up).
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
         .map_err(RunError::Signals)?;
-    let policy = load_policy(&cfg.policy.file)?;
+    let mut reloader = Reloader::new(cfg.policy.file.clone());
+    // The first load runs on the reload thread too, so SIGTERM is served
+    // while a huge policy compiles; a SIGHUP meanwhile reloads once started.
+    reloader.request();
+    let mut hup_during_start = false;
+    let policy = loop {
+        for sig in signals.pending() {
+            match sig {
+                SIGHUP => hup_during_start = true,
+                SIGTERM | SIGINT => {
+                    info!(signal = sig, "stopping during start-up");
+                    reloader.abandon();
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        if let Some(outcome) = reloader.poll() {
+            break outcome?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if hup_during_start {
+        reloader.request();
+    }
     let args = eal_args(&cfg);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let eal = Eal::init(&argv)?;
@@ -179,14 +174,15 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     })?;
     let (nseg, nrules) = (policy.segment_count(), policy.rule_count());
     let engine = Engine::start(&eal, ecfg, policy)?;
-    eprintln!(
-        "bulkheadd: {} workers running on cores {:?}; {} wire(s); policy {} generation 1 ({} segments, {} rules)",
-        cfg.dataplane.workers.len(),
-        cfg.dataplane.workers,
-        cfg.dataplane.wire.len(),
-        cfg.policy.file.display(),
-        nseg,
-        nrules
+    info!(
+        workers = cfg.dataplane.workers.len(),
+        cores = ?cfg.dataplane.workers,
+        wires = cfg.dataplane.wire.len(),
+        policy = %cfg.policy.file.display(),
+        generation = 1,
+        segments = nseg,
+        rules = nrules,
+        "workers running"
     );
     let node = cfg.node.name.clone();
     let writer = EventWriter::start(
@@ -199,26 +195,43 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let started = Instant::now();
     let mut last_stats = Instant::now();
     let interval = Duration::from_secs(cfg.events.stats_interval);
+    let mut enforcing: Option<Enforcing> = None;
     'run: loop {
         for sig in signals.pending() {
             match sig {
-                SIGHUP => reload(&engine, &cfg),
-                SIGUSR1 => print_counters(&engine, started),
+                SIGHUP => {
+                    info!(
+                        path = %cfg.policy.file.display(),
+                        "SIGHUP: reloading the policy; reopening the flow events file"
+                    );
+                    reloader.request();
+                    writer.reopen();
+                }
+                SIGUSR1 => print_counters(&engine, &writer, started),
                 SIGTERM | SIGINT => {
-                    eprintln!("bulkheadd: signal {sig}: stopping");
+                    info!(signal = sig, "stopping");
                     break 'run;
                 }
                 _ => {}
             }
         }
+        if let Some(outcome) = reloader.poll() {
+            enforcing = publish(&engine, outcome).or(enforcing);
+        }
+        if let Some(e) = &enforcing {
+            if e.check(&engine) {
+                enforcing = None;
+            }
+        }
         writer.take_from(&engine, cfg.events.queue);
         engine.reclaim();
         if !interval.is_zero() && last_stats.elapsed() >= interval {
-            print_counters(&engine, started);
+            print_counters(&engine, &writer, started);
             last_stats = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    reloader.abandon();
     let mut engine = engine;
     engine.halt();
     // Events emitted during the last bursts: the queues are finite now.
@@ -228,139 +241,100 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let ports = engine.port_stats();
     let gens = engine.worker_generations();
     let final_counters = engine.stop();
-    eprintln!("bulkheadd: final counters (workers at generation {gens:?}):");
-    eprint!("{}", render_counters(&final_counters));
-    eprintln!("  bulkhead_appliance_flow_events_unwritten_total {lost}");
+    let mut block = format!("bulkheadd: final counters (workers at generation {gens:?}):\n");
+    block.push_str(&render_counters(&final_counters));
+    block.push_str(&format!(
+        "  bulkhead_appliance_flow_events_unwritten_total {lost}\n"
+    ));
     for (name, s) in ports {
-        eprintln!(
-            "  port {name}: rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}, rx errors {}, tx errors {}",
+        block.push_str(&format!(
+            "  port {name}: rx {} pkts {} bytes, tx {} pkts {} bytes, missed {}, rx errors {}, tx errors {}\n",
             s.ipackets, s.ibytes, s.opackets, s.obytes, s.imissed, s.ierrors, s.oerrors
-        );
+        ));
     }
     let snap = policy_handle.load();
     for (rule, n) in snap.rule_counts() {
         if n > 0 {
-            eprintln!("  rule {rule}: {n} new connections");
+            block.push_str(&format!("  rule {rule}: {n} new connections\n"));
         }
     }
+    write_block(&block);
     drop(policy_handle);
     drop(eal);
     Ok(())
 }
 
-/// Writes flow events on its own thread, so a slow or stalled consumer (a
-/// full pipe) never blocks the control loop: signals, reloads and shutdown
-/// keep working. The hand-off is bounded; when full, events are dropped and
-/// counted (`bulkhead_appliance_flow_events_unwritten_total`).
-struct EventWriter {
-    tx: Option<std::sync::mpsc::SyncSender<bulkhead_engine::events::FlowEvent>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-    lost: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl EventWriter {
-    fn start(
-        mut sink: EventSink,
-        node: String,
-        unix_base_ns: u128,
-        policy: std::sync::Arc<bulkhead_engine::handover::PolicyHandle>,
-        bound: usize,
-    ) -> EventWriter {
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<bulkhead_engine::events::FlowEvent>(bound.max(1));
-        let lost = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let lost2 = lost.clone();
-        let handle = std::thread::Builder::new()
-            .name("bh-events".into())
-            .spawn(move || {
-                let mut failed = false;
-                while let Ok(e) = rx.recv() {
-                    let mut batch = vec![e];
-                    batch.extend(rx.try_iter().take(4096));
-                    for e in &batch {
-                        if failed || sink.write_line(&to_json(e, &node, unix_base_ns, &policy)).is_err() {
-                            if !failed {
-                                eprintln!("bulkheadd: cannot write flow events; counting them as unwritten");
-                            }
-                            failed = true;
-                            lost2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                    if !failed && sink.flush().is_err() {
-                        failed = true;
-                    }
-                }
-                let _ = sink.flush();
-            })
-            .ok();
-        EventWriter {
-            tx: Some(tx),
-            handle,
-            lost,
-        }
-    }
-
-    /// Move up to `max_per_worker` events per worker queue to the writer.
-    fn take_from(&self, engine: &Engine, max_per_worker: usize) {
-        let Some(tx) = &self.tx else { return };
-        engine.drain_events(max_per_worker, |e| {
-            if tx.try_send(*e).is_err() {
-                self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
-    }
-
-    /// Close the hand-off and wait (bounded) for the writer to drain it.
-    /// Returns how many events were dropped or could not be written.
-    fn finish(mut self, wait: Duration) -> u64 {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let deadline = Instant::now() + wait;
-            while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                eprintln!("bulkheadd: flow-event output is stalled; leaving it");
-            }
-        }
-        self.lost.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-fn reload(engine: &Engine, cfg: &Config) {
-    let path = &cfg.policy.file;
-    eprintln!("bulkheadd: SIGHUP: reloading {}", path.display());
-    match load_policy(path) {
+/// Hand a finished reload's policy to the workers, or log its refusal.
+/// Returns the generation now waiting to be enforced by every worker.
+fn publish(engine: &Engine, outcome: Outcome) -> Option<Enforcing> {
+    match outcome {
         Ok(policy) => {
             let generation = engine.publish(policy);
-            if engine.wait_generation(generation, Duration::from_secs(5)) {
-                eprintln!("bulkheadd: policy generation {generation} enforced by every worker");
-            } else {
-                eprintln!(
-                    "bulkheadd: policy generation {generation} published; workers report {:?}",
-                    engine.worker_generations()
-                );
-            }
+            info!(generation, "policy published");
+            Some(Enforcing {
+                generation,
+                deadline: Instant::now() + Duration::from_secs(5),
+            })
         }
         Err(e) => {
-            eprintln!("bulkheadd: {e}");
-            eprintln!(
-                "bulkheadd: the running policy (generation {}) stays in force",
-                engine.policy().generation()
+            error!("{e}");
+            warn!(
+                generation = engine.policy().generation(),
+                "the running policy stays in force"
             );
+            None
         }
     }
 }
 
-fn print_counters(engine: &Engine, started: Instant) {
+/// A published generation not yet reported by every worker. Checked once
+/// per control-loop tick rather than waited for, so signals keep being served.
+#[derive(Debug)]
+struct Enforcing {
+    generation: u64,
+    deadline: Instant,
+}
+
+impl Enforcing {
+    /// Log and return true once every worker enforces the generation (or
+    /// once the deadline passes: the workers are then reported as they are).
+    fn check(&self, engine: &Engine) -> bool {
+        let workers = engine.worker_generations();
+        if workers.iter().all(|&g| g >= self.generation) {
+            info!(
+                generation = self.generation,
+                "policy enforced by every worker"
+            );
+            true
+        } else if Instant::now() >= self.deadline {
+            warn!(
+                generation = self.generation,
+                workers = ?workers,
+                "policy published; not every worker enforces it after 5 s"
+            );
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn print_counters(engine: &Engine, writer: &EventWriter, started: Instant) {
     let (total, _) = engine.counters();
-    eprintln!(
-        "bulkheadd: counters at {:.3} s:",
-        started.elapsed().as_secs_f64()
-    );
-    eprint!("{}", render_counters(&total));
+    write_block(&format!(
+        "bulkheadd: counters at {:.3} s:\n{}  bulkhead_appliance_flow_events_unwritten_total {}\n",
+        started.elapsed().as_secs_f64(),
+        render_counters(&total),
+        writer.unwritten()
+    ));
+}
+
+/// Counters stay a plain block on stderr (Prometheus exposition lines under
+/// one header line, as `perf-lab/ringbench.sh` reads them), written in one
+/// call so log lines from other threads cannot land inside it.
+fn write_block(block: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(block.as_bytes());
 }
 
 /// Counters as `name value` lines (Prometheus exposition style).

@@ -3,22 +3,13 @@
 //! Needs root (CI is root) and iproute2, ethtool, ping and python3, which the
 //! README's test command installs.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
-/// One appliance at a time: the machine has two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn lib(file: &str) -> String {
-    repo().join("perf-lab/lib").join(file).display().to_string()
-}
+use common::{counter, lib, serial, Daemon, Topo};
 
 const POLICY: &str = r#"
 version: 1
@@ -50,267 +41,6 @@ rules:
     services: [tcp/7000]
     action: allow
 "#;
-
-/// A namespace topology (see perf-lab/lib/topology.sh), torn down on drop.
-struct Topo {
-    prefix: String,
-}
-
-impl Topo {
-    fn up(prefix: &str, client: &str, server: &str, ipv6: bool) -> Topo {
-        let t = Topo {
-            prefix: prefix.to_string(),
-        };
-        let script = format!(
-            ". {}; TOPO_IPV6={} topo_up {prefix} {client} {server}",
-            lib("topology.sh"),
-            u8::from(ipv6)
-        );
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .expect("bash");
-        assert!(
-            out.status.success(),
-            "topology: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        t
-    }
-
-    fn ns(&self, side: &str) -> String {
-        format!("{}-{side}", self.prefix)
-    }
-
-    /// Run a command in a namespace and wait for it.
-    fn run(&self, side: &str, args: &[&str]) -> std::process::Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns(side)])
-            .args(args)
-            .output()
-            .expect("ip netns exec")
-    }
-
-    fn ok(&self, side: &str, args: &[&str]) {
-        let out = self.run(side, args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn spawn(&self, side: &str, args: &[&str]) -> Guarded {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(side)])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        Guarded(child)
-    }
-
-    fn server(&self, addr: &str, port: u16, udp: bool) -> Guarded {
-        let port = port.to_string();
-        let mut args = vec!["python3", "-u", &*SERVER, addr, &port];
-        if udp {
-            args.push("--udp");
-        }
-        let g = self.spawn("server", &args);
-        std::thread::sleep(Duration::from_millis(300));
-        g
-    }
-
-    /// Connect (or send a datagram), expect the echo. Bounded by the client's 2 s timeout.
-    fn echo(&self, addr: &str, port: u16, udp: bool) -> bool {
-        let port = port.to_string();
-        let mut args = vec!["python3", &*CLIENT, addr, &port, "hello through bulkhead"];
-        if udp {
-            args.push("--udp");
-        }
-        self.run("client", &args).status.success()
-    }
-
-    fn ping(&self, addr: &str) -> bool {
-        self.run("client", &["ping", "-c", "1", "-W", "2", addr])
-            .status
-            .success()
-    }
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        let script = format!(". {}; topo_down {}", lib("topology.sh"), self.prefix);
-        let _ = Command::new("bash").arg("-c").arg(&script).status();
-    }
-}
-
-static SERVER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| lib("echo_server.py"));
-static CLIENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| lib("echo_client.py"));
-
-/// A child process killed (by PID) on drop.
-struct Guarded(Child);
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running bulkheadd in the topology's firewall namespace.
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
-    policy: PathBuf,
-}
-
-impl Daemon {
-    fn start(t: &Topo, name: &str, policy: &str) -> Daemon {
-        Daemon::start_with(t, name, policy, &[])
-    }
-
-    /// Start with extra quick-start flags.
-    fn start_with(t: &Topo, name: &str, policy: &str, extra: &[&str]) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("bulkhead-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let policy_path = dir.join("policy.yaml");
-        std::fs::write(&policy_path, policy).expect("write policy");
-        let log = std::fs::File::create(dir.join("bulkheadd.log")).expect("log");
-        let core = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-            "1"
-        } else {
-            "0"
-        };
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &t.ns("fw"),
-                env!("CARGO_BIN_EXE_bulkheadd"),
-            ])
-            .arg("--policy")
-            .arg(&policy_path)
-            .args([
-                "--wire",
-                "net_af_packet0,iface=veth-a",
-                "net_af_packet1,iface=veth-b",
-            ])
-            .args(["--workers", core])
-            .args(extra)
-            .arg("--events")
-            .arg(dir.join("events.jsonl"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start bulkheadd");
-        let mut d = Daemon {
-            child: Some(child),
-            dir,
-            policy: policy_path,
-        };
-        d.wait_log("workers running", Duration::from_secs(30));
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("bulkheadd.log")).unwrap_or_default()
-    }
-
-    fn events(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each event line is JSON"))
-            .collect()
-    }
-
-    fn wait_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.log().contains(needle) {
-                return;
-            }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "bulkheadd exited ({status}) before {needle:?}:\n{}",
-                        self.log()
-                    );
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            // `ip netns exec` execs bulkheadd: the child's PID is bulkheadd's.
-            let st = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status()
-                .expect("kill");
-            assert!(st.success());
-        }
-    }
-
-    /// SIGTERM, wait, return the log with the final counters.
-    fn stop(&mut self) -> String {
-        self.signal("-TERM");
-        if let Some(mut c) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(status)) = c.try_wait() {
-                    assert!(
-                        status.success(),
-                        "bulkheadd exit status {status}:\n{}",
-                        self.log()
-                    );
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    panic!("bulkheadd did not stop on SIGTERM:\n{}", self.log());
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        self.log()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The value of one counter line of bulkheadd's final counters.
-fn counter(log: &str, name: &str) -> u64 {
-    log.lines()
-        .filter_map(|l| l.trim().strip_prefix(name))
-        .filter_map(|rest| rest.trim().parse().ok())
-        .next_back()
-        .unwrap_or(0)
-}
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[test]
 fn tcp_udp_and_ping_allowed_and_a_denied_port_refused() {
@@ -405,7 +135,10 @@ fn sighup_revoking_a_service_cuts_an_open_connection() {
     // Revoke tcp/8080.
     std::fs::write(&d.policy, POLICY.replace("tcp/8080, ", "")).unwrap();
     d.signal("-HUP");
-    d.wait_log("generation 2 enforced", Duration::from_secs(10));
+    d.wait_log(
+        "policy enforced by every worker generation=2",
+        Duration::from_secs(10),
+    );
     writeln!(stdin, "after").unwrap();
     let reply = next(&mut out);
     assert!(

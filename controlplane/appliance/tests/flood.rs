@@ -56,6 +56,7 @@ fn flood(stalled_stdout: bool) {
         } else {
             Stdio::null()
         })
+        .env("RUST_LOG", "info")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start bulkheadd");
