@@ -124,7 +124,9 @@ pub struct DataplaneConfig {
     /// Forward non-IP frames other than ARP (default: drop and count).
     #[serde(default)]
     pub pass_non_ip: bool,
-    /// Forward non-first IP fragments (default: drop and count).
+    /// Forward later IP fragments without waiting for their first
+    /// fragment's verdict (default: off; later fragments follow the verdict
+    /// of their datagram's first fragment, see the spec's virtual reassembly).
     #[serde(default)]
     pub pass_fragments: bool,
     /// Zones router advertisements may come from (RA guard, RFC 6105);

@@ -18,6 +18,7 @@
 
 pub mod events;
 pub mod fold;
+pub mod fragments;
 pub mod handover;
 pub mod idle;
 pub mod pipeline;

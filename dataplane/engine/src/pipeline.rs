@@ -32,11 +32,12 @@ use bulkhead_conntrack::{
     EntryId, InsertError, KeySide, NewConn, Quotas, TableConfig, Timeouts, Track,
 };
 use bulkhead_packet::flow::{addr_to_v4, Addr, FlowTuple};
-use bulkhead_packet::{icmp_query, parse, Arp, IcmpClass, IpPacket, ParseConfig, Parsed};
+use bulkhead_packet::{icmp_query, parse, Arp, Fragment, IcmpClass, IpPacket, ParseConfig, Parsed};
 use crossbeam::queue::ArrayQueue;
 
 use crate::events::{EventKind, EventMode, FlowEvent, RULE_DEFAULT};
 use crate::fold::{DenyFolder, FoldConfig, FoldVerdict};
+use crate::fragments::{DatagramKey, Fragments, Later, Release};
 use crate::handover::PolicySnapshot;
 use crate::stats::{slot, EngineDrop, Fate, LocalCounters};
 use crate::zones::{Ingress, ZoneConfig};
@@ -63,6 +64,8 @@ const PROTO_TCP: u8 = 6;
 pub struct PipelineConfig {
     pub worker: u16,
     pub pass_non_ip: bool,
+    /// Forward later fragments without their first fragment's verdict
+    /// (default off: virtual reassembly, see [`crate::fragments`]).
     pub pass_fragments: bool,
     pub event_mode: EventMode,
     /// Most connections tracked at once by this worker.
@@ -94,6 +97,8 @@ enum Stage {
     /// An ICMP informational message outside the query pairs: judged by
     /// the rules per packet, never tracked.
     Untracked(IpPacket),
+    /// A non-first fragment: follows its datagram's first fragment.
+    LaterFragment(IpPacket),
 }
 
 /// One worker's packet path and the state it owns.
@@ -106,6 +111,7 @@ pub struct Pipeline {
     events: Arc<ArrayQueue<FlowEvent>>,
     zones: Arc<ZoneConfig>,
     folder: DenyFolder,
+    fragments: Fragments,
     stage: [Stage; BURST],
     keys: [ConnKey; BURST],
     /// Which side of the key the packet's source is.
@@ -138,6 +144,7 @@ impl Pipeline {
         let ct = ConnTable::new(&table).map_err(|e| PipelineError::Table(e.to_string()))?;
         Ok(Pipeline {
             folder: DenyFolder::new(cfg.fold, cfg.hash_seed.rotate_left(23)),
+            fragments: Fragments::new(cfg.hash_seed.rotate_left(41)),
             cfg,
             parse_cfg: ParseConfig::default(),
             ct,
@@ -200,13 +207,11 @@ impl Pipeline {
             self.hashes[i] = 0;
             match parse(frame, &self.parse_cfg) {
                 Parsed::Ip(p) => {
-                    if p.fragment == bulkhead_packet::Fragment::NonFirst && !self.cfg.pass_fragments
-                    {
-                        fates[i] = Fate::Engine(EngineDrop::Fragment);
+                    if p.fragment == Fragment::NonFirst {
+                        if !self.cfg.pass_fragments {
+                            self.stage[i] = Stage::LaterFragment(p);
+                        }
                         continue;
-                    }
-                    if p.fragment == bulkhead_packet::Fragment::NonFirst {
-                        continue; // configured to pass untracked
                     }
                     let (tuple, icmp_type) = match (p.icmp_error, p.icmp) {
                         (Some(q), _) => {
@@ -254,7 +259,14 @@ impl Pipeline {
         for i in 0..n {
             let fate = match self.stage[i] {
                 Stage::Done => fates[i],
-                Stage::Lookup(p) => self.tracked(snap, ingress, i, &p, frames[i].len() as u32, now),
+                Stage::Lookup(p) => {
+                    let fate = self.tracked(snap, ingress, i, &p, frames[i].len() as u32, now);
+                    if p.fragment == Fragment::First {
+                        self.first_fragment(&p, fate, now);
+                    }
+                    fate
+                }
+                Stage::LaterFragment(p) => self.later_fragment(&p, now),
                 Stage::IcmpError(p) => self.icmp_error(snap, ingress, i, &p, now),
                 Stage::Untracked(p) => {
                     self.untracked(snap, ingress, &p, frames[i].len() as u32, now)
@@ -264,6 +276,49 @@ impl Pipeline {
             self.counters.drop(fate);
         }
         self.counters.conns = self.ct.len() as u64;
+    }
+
+    /// A first fragment was judged: its datagram's later fragments follow.
+    #[cold]
+    fn first_fragment(&mut self, p: &IpPacket, fate: Fate, now: u64) {
+        let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
+        self.fragments
+            .first(datagram_key(p), now, fate == Fate::Forward, payload);
+    }
+
+    /// A later fragment: its datagram's verdict, or held for it.
+    #[cold]
+    #[inline(never)]
+    fn later_fragment(&mut self, p: &IpPacket, now: u64) -> Fate {
+        let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
+        let offset = u32::from(p.frag.offset) * 8;
+        match self
+            .fragments
+            .later(datagram_key(p), offset, payload, p.frag.more, now)
+        {
+            Later::Forward => Fate::Forward,
+            Later::Drop => Fate::Engine(EngineDrop::Fragment),
+            Later::Overlap => Fate::Engine(EngineDrop::FragmentOverlap),
+            Later::Hold(slot) => Fate::Held(slot),
+            Later::NoRoom => Fate::Engine(EngineDrop::FragmentTimeout),
+        }
+    }
+
+    /// Release held fragments past their deadline, and hand every decided
+    /// hold slot to `f` with its fate (forward, or the drop it was counted
+    /// as). Call between bursts.
+    pub fn release_fragments(&mut self, now: u64, mut f: impl FnMut(u16, Fate)) {
+        self.fragments.expire(now);
+        let counters = &mut self.counters;
+        self.fragments.take_released(|slot, r| {
+            let fate = match r {
+                Release::Forward => Fate::Forward,
+                Release::Drop => Fate::Engine(EngineDrop::Fragment),
+                Release::Timeout => Fate::Engine(EngineDrop::FragmentTimeout),
+            };
+            counters.drop(fate);
+            f(slot, fate);
+        });
     }
 
     /// The table entry for packet `i`'s key: the batch result, unless a slow
@@ -791,6 +846,18 @@ fn place_src(
     match addr_to_v4(a) {
         Some(v4) => snap.policy.place_src_v4(vlan, v4, zone),
         None => snap.policy.place_src_v6(vlan, a, zone),
+    }
+}
+
+/// The datagram a fragment belongs to.
+#[inline]
+fn datagram_key(p: &IpPacket) -> DatagramKey {
+    DatagramKey {
+        domain: vlan_domain(p.outer_vlan, p.vlan),
+        src: p.tuple.src,
+        dst: p.tuple.dst,
+        proto: if p.tuple.v6 { 0 } else { p.tuple.proto },
+        id: p.frag.id,
     }
 }
 

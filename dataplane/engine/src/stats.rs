@@ -49,7 +49,7 @@ pub enum EngineDrop {
     Invalid,
     /// Placed by VLAN in one segment, source address in another segment's prefix.
     Spoofed,
-    /// Non-first IP fragment (dropped by default, see the spec).
+    /// A later fragment of a datagram whose first fragment was dropped.
     Fragment,
     /// A non-IP frame other than ARP, with `pass_non_ip` off.
     NonIp,
@@ -72,10 +72,16 @@ pub enum EngineDrop {
     SourceQuota,
     /// The source segment has its quota of tracked connections.
     SegmentQuota,
+    /// A later fragment overlapping its judged first fragment, or past the
+    /// datagram's end.
+    FragmentOverlap,
+    /// A later fragment whose first fragment did not come in time, or that
+    /// found no room to wait for it.
+    FragmentTimeout,
 }
 
 impl EngineDrop {
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
     pub const ALL: [EngineDrop; Self::COUNT] = [
         EngineDrop::PolicyDeny,
         EngineDrop::Invalid,
@@ -91,6 +97,8 @@ impl EngineDrop {
         EngineDrop::RaGuard,
         EngineDrop::SourceQuota,
         EngineDrop::SegmentQuota,
+        EngineDrop::FragmentOverlap,
+        EngineDrop::FragmentTimeout,
     ];
     #[inline]
     pub fn index(self) -> usize {
@@ -112,6 +120,8 @@ impl EngineDrop {
             EngineDrop::RaGuard => "ra_guard",
             EngineDrop::SourceQuota => "source_quota",
             EngineDrop::SegmentQuota => "segment_quota",
+            EngineDrop::FragmentOverlap => "fragment_overlap",
+            EngineDrop::FragmentTimeout => "fragment_timeout",
         }
     }
 }
@@ -122,6 +132,9 @@ pub enum Fate {
     Forward,
     Parse(DropReason),
     Engine(EngineDrop),
+    /// A fragment held until its first fragment is judged: the caller keeps
+    /// the frame in this hold slot until the pipeline releases it.
+    Held(u16),
 }
 
 /// Counter slots, as indices into the flat arrays below.
@@ -177,7 +190,7 @@ impl LocalCounters {
     #[inline(always)]
     pub fn drop(&mut self, fate: Fate) {
         match fate {
-            Fate::Forward => {}
+            Fate::Forward | Fate::Held(_) => {}
             Fate::Parse(r) => self.add(slot::PARSE_DROP_BASE + r.index(), 1),
             Fate::Engine(r) => self.add(slot::ENGINE_DROP_BASE + r.index(), 1),
         }

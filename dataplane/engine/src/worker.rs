@@ -6,8 +6,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bulkhead_dpdk::{Eal, MbufBurst, RxQueue, TxQueue};
+use bulkhead_dpdk::{Eal, Mbuf, MbufBurst, RxQueue, TxQueue};
 
+use crate::fragments::HOLD_SLOTS;
 use crate::handover::{PolicyHandle, PolicySnapshot};
 use crate::idle::{Backoff, IdleMode};
 use crate::pipeline::Pipeline;
@@ -23,6 +24,14 @@ const EXPIRE_SLICE: usize = 64;
 pub struct WireQueues {
     pub rx: [RxQueue; 2],
     pub tx: [TxQueue; 2],
+}
+
+/// A fragment waiting for its first fragment's verdict, and where it goes.
+#[derive(Debug)]
+struct HeldFrame {
+    mbuf: Mbuf,
+    wire: usize,
+    out: Side,
 }
 
 /// Everything a worker thread owns.
@@ -43,6 +52,7 @@ pub struct Worker {
 impl Worker {
     /// Run until `stop` is set. Returns after publishing final counters.
     pub fn run(mut self) {
+        let mut held: Vec<Option<HeldFrame>> = (0..HOLD_SLOTS).map(|_| None).collect();
         let mut snap: Arc<PolicySnapshot> = self.policy.load();
         self.shared.set_generation(snap.generation);
         let mut burst: MbufBurst<BURST> = MbufBurst::new();
@@ -75,6 +85,7 @@ impl Worker {
                     };
                     self.pipeline
                         .process_burst(&snap, ingress, &frames[..n], now, &mut fates[..n]);
+                    hold(&mut burst, &fates[..n], w, side.peer(), &mut held);
                     forward(
                         &mut burst,
                         &fates[..n],
@@ -84,6 +95,7 @@ impl Worker {
                     );
                 }
             }
+            self.release_held(now, &mut held);
             self.pipeline.expire(&snap, now, EXPIRE_SLICE);
             if received > 0 {
                 let c = self.pipeline.counters_mut();
@@ -99,8 +111,69 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Transmit or free the held fragments the pipeline has decided.
+    fn release_held(&mut self, now: u64, held: &mut [Option<HeldFrame>]) {
+        let mut decided = [(0u16, Fate::Forward); HOLD_SLOTS];
+        let mut n = 0;
+        self.pipeline.release_fragments(now, |slot, fate| {
+            if let Some(d) = decided.get_mut(n) {
+                *d = (slot, fate);
+                n += 1;
+            }
+        });
+        for &(slot, fate) in decided.iter().take(n) {
+            let Some(h) = held.get_mut(usize::from(slot)).and_then(Option::take) else {
+                continue;
+            };
+            if fate != Fate::Forward {
+                drop(h.mbuf);
+                continue;
+            }
+            let Some(wire) = self.wires.get_mut(h.wire) else {
+                continue;
+            };
+            let mut one: MbufBurst<1> = MbufBurst::new();
+            let bytes = h.mbuf.data().len() as u64;
+            if one.push(h.mbuf).is_err() {
+                continue;
+            }
+            let sent = wire.tx[h.out.index()].tx_burst(&mut one);
+            let c = self.pipeline.counters_mut();
+            if sent == 1 {
+                c.add(slot::TX_PKTS + h.out.index(), 1);
+                c.add(slot::TX_BYTES + h.out.index(), bytes);
+            } else {
+                c.add(slot::ENGINE_DROP_BASE + EngineDrop::TxFull.index(), 1);
+                one.clear();
+            }
+        }
+    }
+}
+
+/// Move the frames the pipeline holds (fragments awaiting their first) out
+/// of the burst into their hold slots. From the back, so the indices of the
+/// frames before stay valid.
+#[inline]
+fn hold(
+    burst: &mut MbufBurst<BURST>,
+    fates: &[Fate],
+    wire: usize,
+    out: Side,
+    held: &mut [Option<HeldFrame>],
+) {
+    for i in (0..fates.len().min(burst.len())).rev() {
+        if let Some(Fate::Held(slot)) = fates.get(i).copied() {
+            if let (Some(mbuf), Some(cell)) = (burst.take(i), held.get_mut(usize::from(slot))) {
+                // A slot is reused only once released; anything left is freed.
+                *cell = Some(HeldFrame { mbuf, wire, out });
+            }
+        }
+    }
+}
+
 /// Keep the packets to forward, free the others, transmit, count what the
-/// device did not take.
+/// device did not take. Held frames have already left the burst.
 #[inline]
 fn forward(
     burst: &mut MbufBurst<BURST>,
@@ -109,11 +182,18 @@ fn forward(
     out: Side,
     p: &mut Pipeline,
 ) {
+    let mut keep = [false; BURST];
+    for (k, f) in keep
+        .iter_mut()
+        .zip(fates.iter().filter(|f| !matches!(f, Fate::Held(_))))
+    {
+        *k = *f == Fate::Forward;
+    }
     let mut i = 0;
     burst.retain_mut(|_| {
-        let keep = fates.get(i).copied() == Some(Fate::Forward);
+        let k = keep.get(i).copied().unwrap_or(false);
         i += 1;
-        keep
+        k
     });
     let mut bytes = 0u64;
     for m in burst.iter() {

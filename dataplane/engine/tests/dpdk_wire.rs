@@ -420,3 +420,56 @@ fn two_workers_each_own_their_queue_of_every_port() {
     let _ = engine.stop();
     assert_eq!(pool.in_use_count(), 0);
 }
+
+#[test]
+fn an_early_fragment_is_held_by_the_worker_and_sent_after_its_first() {
+    let w = wire("t9");
+    let e = engine(&w, 1024);
+    let spec = |id: u32, offset: u16, more: bool| {
+        let mut s = v4(WEB, APP).fragment(offset, more);
+        s.ip_id = id;
+        s
+    };
+    let mut first = Vec::new();
+    build::udp(&mut first, &spec(7, 0, true), 5353, 53, &[1; 1000]);
+    let mut later = Vec::new();
+    build::ip(
+        &mut later,
+        &spec(7, 126, false),
+        bulkhead_packet::proto::UDP,
+        &[2; 400],
+    );
+    let mut lonely = Vec::new();
+    build::ip(
+        &mut lonely,
+        &spec(8, 126, false),
+        bulkhead_packet::proto::UDP,
+        &[3; 400],
+    );
+    inject(&w, Side::A, std::slice::from_ref(&later));
+    wait_rx(&e, 1);
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        collect(&w, Side::B).is_empty(),
+        "held until its first fragment"
+    );
+    inject(&w, Side::A, std::slice::from_ref(&first));
+    wait_rx(&e, 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut out = Vec::new();
+    while out.len() < 2 && Instant::now() < deadline {
+        out.extend(collect(&w, Side::B));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(out, vec![first, later], "the first, then the held one");
+    // A fragment whose first never comes is freed at its deadline.
+    inject(&w, Side::A, std::slice::from_ref(&lonely));
+    wait_rx(&e, 3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while e.counters().0.engine_drops(EngineDrop::FragmentTimeout) == 0 {
+        assert!(Instant::now() < deadline, "held fragment never timed out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(collect(&w, Side::B).is_empty());
+    finish(e, &w);
+}

@@ -228,6 +228,19 @@ pub struct IpPacket {
     pub fragment: Fragment,
     /// What an ICMP / ICMPv6 message is to connection tracking.
     pub icmp: IcmpClass,
+    /// Of a fragment (`fragment` not `None`): where it sits.
+    pub frag: FragInfo,
+}
+
+/// The position of a fragment in its datagram (all 0 when not fragmented).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FragInfo {
+    /// The datagram's identification: IPv4's 16 bits, IPv6's 32.
+    pub id: u32,
+    /// Offset of the fragment's payload in the datagram, in 8-byte units.
+    pub offset: u16,
+    /// More fragments follow (clear on the last one).
+    pub more: bool,
 }
 
 /// What a frame is.
@@ -409,6 +422,7 @@ struct Ip {
     l4: usize,
     end: usize,
     fragment: Fragment,
+    frag: FragInfo,
 }
 
 #[inline(always)]
@@ -457,6 +471,11 @@ fn parse_ipv4(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
         l4,
         end: l3 + total,
         fragment,
+        frag: FragInfo {
+            id: u32::from(be16(h[4], h[5])),
+            offset,
+            more,
+        },
     };
     finish(frame, l2, ip, cfg)
 }
@@ -540,6 +559,7 @@ fn parse_ipv6(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
         l4: chain.l4,
         end,
         fragment: chain.fragment,
+        frag: chain.frag,
     };
     finish(frame, l2, ip, cfg)
 }
@@ -550,6 +570,7 @@ struct Chain {
     proto: u8,
     l4: usize,
     fragment: Fragment,
+    frag: FragInfo,
 }
 
 /// Walk the extension headers from `off` (next header `next`) within
@@ -564,6 +585,7 @@ fn walk_ipv6_chain(
     mut next: u8,
 ) -> Result<Chain, DropReason> {
     let mut fragment = Fragment::None;
+    let mut frag = FragInfo::default();
     let mut seen_fragment = false;
     let mut count = 0;
     loop {
@@ -575,6 +597,7 @@ fn walk_ipv6_chain(
                 proto: next,
                 l4: off,
                 fragment,
+                frag,
             });
         }
         if count == MAX_IPV6_EXT_HEADERS {
@@ -598,11 +621,17 @@ fn walk_ipv6_chain(
                 let more = field & 1 != 0;
                 // off + 8 <= end: the chunk above succeeded within ..end.
                 fragment = fragment_kind(offset, more, h[0], end - off - 8)?;
+                frag = FragInfo {
+                    id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                    offset,
+                    more,
+                };
                 if fragment == Fragment::NonFirst {
                     return Ok(Chain {
                         proto: h[0],
                         l4: off + 8,
                         fragment,
+                        frag,
                     });
                 }
                 8
@@ -773,6 +802,11 @@ fn finish(frame: &[u8], l2: &L2, ip: Ip, cfg: &ParseConfig) -> Result<Parsed, Dr
         tcp_flags,
         fragment: ip.fragment,
         icmp,
+        frag: if ip.fragment == Fragment::None {
+            FragInfo::default()
+        } else {
+            ip.frag
+        },
     };
     Ok(if neighbor_discovery {
         Parsed::NeighborDiscovery(pkt)
