@@ -184,6 +184,9 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         rules = nrules,
         "workers running"
     );
+    if cfg.dataplane.workers.len() > 1 {
+        log_spreading(&engine);
+    }
     let node = cfg.node.name.clone();
     let writer = EventWriter::start(
         sink,
@@ -348,4 +351,33 @@ pub fn render_counters(c: &Counters) -> String {
         c.busy_cycles_per_packet()
     ));
     out
+}
+
+/// Say how each port spreads packets over several workers: by symmetric RSS
+/// (both directions of a connection on one worker), or by the device's own
+/// function (`net_af_packet`: the kernel's fan-out hash, also symmetric).
+/// Either way the packets that hash on addresses only (ICMP errors,
+/// fragments) are handed to the worker that owns their connection.
+fn log_spreading(engine: &bulkhead_engine::Engine) {
+    for (port, rss) in engine.port_rss() {
+        match rss {
+            bulkhead_dpdk::RssState::Enabled { hash_functions } => tracing::info!(
+                port = %port,
+                hash_functions = format_args!("{hash_functions:#x}"),
+                "port spreads connections over the workers by symmetric RSS"
+            ),
+            bulkhead_dpdk::RssState::Unsupported { device_supports } => tracing::warn!(
+                port = %port,
+                device_supports = format_args!("{device_supports:#x}"),
+                "port does not do RSS: packets are spread by the device's own function \
+                 (net_af_packet: the kernel's fan-out hash over qpairs; net_ring/net_null: \
+                 each queue is its own source); ICMP errors and fragments are handed to the \
+                 worker owning their connection"
+            ),
+            bulkhead_dpdk::RssState::Disabled => tracing::warn!(
+                port = %port,
+                "RSS not enabled on this port: all its packets reach one worker"
+            ),
+        }
+    }
 }

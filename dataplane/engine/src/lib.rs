@@ -19,6 +19,7 @@
 pub mod events;
 pub mod fold;
 pub mod fragments;
+pub mod handoff;
 pub mod handover;
 pub mod idle;
 pub mod pipeline;
@@ -156,6 +157,7 @@ impl Engine {
         }
         let policy = Arc::new(PolicyHandle::new(policy, nworkers));
         let zones = Arc::new(cfg.zones.clone());
+        let mailboxes = Arc::new(handoff::Mailboxes::new(nworkers));
         let stop = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
         let base_tsc = Eal::tsc();
@@ -191,6 +193,7 @@ impl Engine {
                     quotas: cfg.quotas,
                     fold: cfg.fold,
                     hash_seed: os_random_u64().map_err(EngineError::Random)?,
+                    workers: nworkers as u16,
                 },
                 queue.clone(),
                 zones.clone(),
@@ -206,6 +209,7 @@ impl Engine {
                 idle: cfg.idle,
                 tsc_hz,
                 base_tsc,
+                mailboxes: mailboxes.clone(),
             });
             shared.push(counters);
             events.push(queue);
@@ -344,6 +348,15 @@ impl Engine {
         self.ports
             .iter()
             .map(|p| (p.name().to_string(), p.stats().unwrap_or_default()))
+            .collect()
+    }
+
+    /// How each port spreads packets over the workers' queues, in wire
+    /// order (a, b, a, b, ...).
+    pub fn port_rss(&self) -> Vec<(String, bulkhead_dpdk::RssState)> {
+        self.ports
+            .iter()
+            .map(|p| (p.name().to_string(), p.rss()))
             .collect()
     }
 

@@ -38,6 +38,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::events::{EventKind, EventMode, FlowEvent, RULE_DEFAULT};
 use crate::fold::{DenyFolder, FoldConfig, FoldVerdict};
 use crate::fragments::{DatagramKey, Fragments, Later, Release};
+use crate::handoff::FragmentVerdict;
 use crate::handover::PolicySnapshot;
 use crate::stats::{slot, EngineDrop, Fate, LocalCounters};
 use crate::zones::{Ingress, ZoneConfig};
@@ -77,6 +78,8 @@ pub struct PipelineConfig {
     pub fold: FoldConfig,
     /// Seed of the connection table's hash (give each worker a random one).
     pub hash_seed: u64,
+    /// Workers of the engine (packets may be handed to the others).
+    pub workers: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +115,12 @@ pub struct Pipeline {
     zones: Arc<ZoneConfig>,
     folder: DenyFolder,
     fragments: Fragments,
+    /// Workers the packets of the current burst may still be handed to.
+    hops_left: u8,
+    /// The worker that received the current burst from the device.
+    origin: u16,
+    /// First-fragment verdicts for the workers holding their datagrams.
+    verdicts_out: Vec<(u16, FragmentVerdict)>,
     stage: [Stage; BURST],
     keys: [ConnKey; BURST],
     /// Which side of the key the packet's source is.
@@ -145,6 +154,9 @@ impl Pipeline {
         Ok(Pipeline {
             folder: DenyFolder::new(cfg.fold, cfg.hash_seed.rotate_left(23)),
             fragments: Fragments::new(cfg.hash_seed.rotate_left(41)),
+            hops_left: 0,
+            origin: cfg.worker,
+            verdicts_out: Vec::with_capacity(BURST),
             cfg,
             parse_cfg: ParseConfig::default(),
             ct,
@@ -182,7 +194,63 @@ impl Pipeline {
         now: u64,
         fates: &mut [Fate],
     ) {
-        let ingress = ingress.into();
+        self.hops_left = u8::try_from(self.cfg.workers.saturating_sub(1)).unwrap_or(u8::MAX);
+        self.origin = self.cfg.worker;
+        self.run_burst(snap, ingress.into(), frames, now, fates, true);
+    }
+
+    /// Run one packet another worker handed over (see [`crate::handoff`]):
+    /// `hops_left` further workers may still be asked, `origin` received it.
+    #[cold]
+    pub fn process_handed(
+        &mut self,
+        snap: &PolicySnapshot,
+        ingress: Ingress,
+        frame: &[u8],
+        now: u64,
+        hops_left: u8,
+        origin: u16,
+    ) -> Fate {
+        self.hops_left = hops_left;
+        self.origin = origin;
+        let mut fate = [Fate::Forward];
+        // Counted as received by the worker that received it.
+        self.run_burst(snap, ingress, &[frame], now, &mut fate, false);
+        fate[0]
+    }
+
+    /// Workers a packet handed on from the current burst may still visit
+    /// after the next one.
+    pub fn next_hops_left(&self) -> u8 {
+        self.hops_left.saturating_sub(1)
+    }
+
+    /// The worker that received the current burst from the device.
+    pub fn origin(&self) -> u16 {
+        self.origin
+    }
+
+    /// Hand every first-fragment verdict owed to another worker to `f`.
+    pub fn take_verdicts(&mut self, mut f: impl FnMut(u16, FragmentVerdict)) {
+        for (to, v) in self.verdicts_out.drain(..) {
+            f(to, v);
+        }
+    }
+
+    /// A first fragment's verdict from the worker that judged it.
+    pub fn apply_verdict(&mut self, v: FragmentVerdict, now: u64) {
+        self.fragments.first(v.key, now, v.forward, v.first_len);
+    }
+
+    fn run_burst(
+        &mut self,
+        snap: &PolicySnapshot,
+        ingress: Ingress,
+        frames: &[&[u8]],
+        now: u64,
+        fates: &mut [Fate],
+        count_rx: bool,
+    ) {
         let side = ingress.side;
         let n = frames.len().min(BURST).min(fates.len());
         // Pass 1: parse, key, hash, prefetch the bucket.
@@ -248,8 +316,10 @@ impl Pipeline {
                 Parsed::Drop(r) => fates[i] = Fate::Parse(r),
             }
         }
-        self.counters.add(slot::RX_PKTS + side.index(), n as u64);
-        self.counters.add(slot::RX_BYTES + side.index(), rx_bytes);
+        if count_rx {
+            self.counters.add(slot::RX_PKTS + side.index(), n as u64);
+            self.counters.add(slot::RX_BYTES + side.index(), rx_bytes);
+        }
         // Pass 2: look the whole burst up (buckets and candidate entries
         // prefetched ahead inside the table), then decide packet by packet.
         // Frames that need no lookup carry a zero key: a cheap miss.
@@ -261,7 +331,7 @@ impl Pipeline {
                 Stage::Done => fates[i],
                 Stage::Lookup(p) => {
                     let fate = self.tracked(snap, ingress, i, &p, frames[i].len() as u32, now);
-                    if p.fragment == Fragment::First {
+                    if p.fragment == Fragment::First && fate != Fate::HandOff {
                         self.first_fragment(&p, fate, now);
                     }
                     fate
@@ -282,8 +352,18 @@ impl Pipeline {
     #[cold]
     fn first_fragment(&mut self, p: &IpPacket, fate: Fate, now: u64) {
         let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
-        self.fragments
-            .first(datagram_key(p), now, fate == Fate::Forward, payload);
+        let key = datagram_key(p);
+        let forward = fate == Fate::Forward;
+        self.fragments.first(key, now, forward, payload);
+        if self.origin != self.cfg.worker && self.verdicts_out.len() < self.verdicts_out.capacity()
+        {
+            let v = FragmentVerdict {
+                key,
+                forward,
+                first_len: payload,
+            };
+            self.verdicts_out.push((self.origin, v));
+        }
     }
 
     /// A later fragment: its datagram's verdict, or held for it.
@@ -354,6 +434,11 @@ impl Pipeline {
         now: u64,
     ) -> Fate {
         let Some(id) = self.looked_up(i) else {
+            // A first fragment hashed by addresses only: its connection may
+            // be another worker's.
+            if p.fragment == Fragment::First && self.hops_left > 0 {
+                return Fate::HandOff;
+            }
             return self.new_connection(snap, ingress, i, p, len, now);
         };
         // One look at the entry: direction, liveness and generation.
@@ -646,6 +731,11 @@ impl Pipeline {
                         Some(fate) => fate,
                     };
                 }
+            }
+            // Hashed by its outer addresses: the connection it quotes may
+            // be another worker's.
+            if self.hops_left > 0 {
+                return Fate::HandOff;
             }
         }
         let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);

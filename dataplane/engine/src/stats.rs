@@ -78,10 +78,12 @@ pub enum EngineDrop {
     /// A later fragment whose first fragment did not come in time, or that
     /// found no room to wait for it.
     FragmentTimeout,
+    /// The next worker's hand-off ring was full.
+    HandoffFull,
 }
 
 impl EngineDrop {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     pub const ALL: [EngineDrop; Self::COUNT] = [
         EngineDrop::PolicyDeny,
         EngineDrop::Invalid,
@@ -99,6 +101,7 @@ impl EngineDrop {
         EngineDrop::SegmentQuota,
         EngineDrop::FragmentOverlap,
         EngineDrop::FragmentTimeout,
+        EngineDrop::HandoffFull,
     ];
     #[inline]
     pub fn index(self) -> usize {
@@ -122,6 +125,7 @@ impl EngineDrop {
             EngineDrop::SegmentQuota => "segment_quota",
             EngineDrop::FragmentOverlap => "fragment_overlap",
             EngineDrop::FragmentTimeout => "fragment_timeout",
+            EngineDrop::HandoffFull => "handoff_full",
         }
     }
 }
@@ -135,6 +139,9 @@ pub enum Fate {
     /// A fragment held until its first fragment is judged: the caller keeps
     /// the frame in this hold slot until the pipeline releases it.
     Held(u16),
+    /// Its connection may live on another worker: hand it to the next one
+    /// (see [`crate::handoff`]).
+    HandOff,
 }
 
 /// Counter slots, as indices into the flat arrays below.
@@ -160,7 +167,10 @@ pub mod slot {
     pub const CONN_EVICTED: usize = 18;
     /// denial events folded or rate-limited (see `fold`)
     pub const EVENTS_SUPPRESSED: usize = 19;
-    pub const PARSE_DROP_BASE: usize = 20;
+    /// packets handed to another worker (related packets whose connection
+    /// was not here)
+    pub const HANDED_OFF: usize = 20;
+    pub const PARSE_DROP_BASE: usize = 21;
     pub const ENGINE_DROP_BASE: usize = PARSE_DROP_BASE + DropReason::COUNT;
     pub const COUNT: usize = ENGINE_DROP_BASE + EngineDrop::COUNT;
 }
@@ -191,6 +201,7 @@ impl LocalCounters {
     pub fn drop(&mut self, fate: Fate) {
         match fate {
             Fate::Forward | Fate::Held(_) => {}
+            Fate::HandOff => self.add(slot::HANDED_OFF, 1),
             Fate::Parse(r) => self.add(slot::PARSE_DROP_BASE + r.index(), 1),
             Fate::Engine(r) => self.add(slot::ENGINE_DROP_BASE + r.index(), 1),
         }
@@ -379,6 +390,10 @@ impl Counters {
         out.push((
             "bulkhead_dataplane_flow_events_suppressed_total".into(),
             self.v[slot::EVENTS_SUPPRESSED],
+        ));
+        out.push((
+            "bulkhead_dataplane_handed_off_total".into(),
+            self.v[slot::HANDED_OFF],
         ));
         out.push((
             "bulkhead_dataplane_flow_events_dropped_total".into(),

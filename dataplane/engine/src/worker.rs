@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bulkhead_dpdk::{Eal, Mbuf, MbufBurst, RxQueue, TxQueue};
 
 use crate::fragments::HOLD_SLOTS;
+use crate::handoff::{Handoff, Mailboxes};
 use crate::handover::{PolicyHandle, PolicySnapshot};
 use crate::idle::{Backoff, IdleMode};
 use crate::pipeline::Pipeline;
@@ -47,6 +48,8 @@ pub struct Worker {
     pub tsc_hz: u64,
     /// TSC value of the engine clock's zero (shared by all workers).
     pub base_tsc: u64,
+    /// Hand-off rings of every worker.
+    pub mailboxes: Arc<Mailboxes>,
 }
 
 impl Worker {
@@ -85,7 +88,15 @@ impl Worker {
                     };
                     self.pipeline
                         .process_burst(&snap, ingress, &frames[..n], now, &mut fates[..n]);
-                    hold(&mut burst, &fates[..n], w, side.peer(), &mut held);
+                    divert(
+                        &mut burst,
+                        &fates[..n],
+                        ingress,
+                        &mut held,
+                        &self.mailboxes,
+                        self.index,
+                        &mut self.pipeline,
+                    );
                     forward(
                         &mut burst,
                         &fates[..n],
@@ -95,6 +106,8 @@ impl Worker {
                     );
                 }
             }
+            received += self.receive_handed(&snap, now, &mut held);
+            self.exchange_verdicts(now);
             self.release_held(now, &mut held);
             self.pipeline.expire(&snap, now, EXPIRE_SLICE);
             if received > 0 {
@@ -112,6 +125,99 @@ impl Worker {
 }
 
 impl Worker {
+    /// Run the packets other workers handed over (one at a time: they are
+    /// rare), then send them on, hold, hand them further, or free them.
+    fn receive_handed(
+        &mut self,
+        snap: &PolicySnapshot,
+        now: u64,
+        held: &mut [Option<HeldFrame>],
+    ) -> usize {
+        let mut n = 0;
+        while n < BURST {
+            let Some(h) = self.mailboxes.receive(self.index) else {
+                break;
+            };
+            n += 1;
+            let fate = self.pipeline.process_handed(
+                snap,
+                h.ingress,
+                h.mbuf.data(),
+                now,
+                h.hops_left,
+                h.origin,
+            );
+            let out = h.ingress.side.peer();
+            let wire = usize::from(h.ingress.wire);
+            match fate {
+                Fate::Forward => self.send_one(wire, out, h.mbuf),
+                Fate::Held(slot) => {
+                    if let Some(cell) = held.get_mut(usize::from(slot)) {
+                        *cell = Some(HeldFrame {
+                            mbuf: h.mbuf,
+                            wire,
+                            out,
+                        });
+                    }
+                }
+                Fate::HandOff => {
+                    let next = Handoff {
+                        hops_left: self.pipeline.next_hops_left(),
+                        ..h
+                    };
+                    if self
+                        .mailboxes
+                        .send(self.mailboxes.next(self.index), next)
+                        .is_err()
+                    {
+                        self.pipeline
+                            .counters_mut()
+                            .drop(Fate::Engine(EngineDrop::HandoffFull));
+                    }
+                }
+                Fate::Parse(_) | Fate::Engine(_) => drop(h.mbuf),
+            }
+        }
+        n
+    }
+
+    /// Send first-fragment verdicts owed to other workers; apply the ones
+    /// sent here.
+    fn exchange_verdicts(&mut self, now: u64) {
+        let mailboxes = &self.mailboxes;
+        self.pipeline.take_verdicts(|to, v| {
+            // A lost verdict only lets the held fragments time out.
+            let _ = mailboxes.send_verdict(usize::from(to), v);
+        });
+        for _ in 0..BURST {
+            let Some(v) = self.mailboxes.receive_verdict(self.index) else {
+                break;
+            };
+            self.pipeline.apply_verdict(v, now);
+        }
+    }
+
+    /// Transmit one frame on `wire`'s `out` port, counted.
+    fn send_one(&mut self, wire: usize, out: Side, mbuf: Mbuf) {
+        let Some(w) = self.wires.get_mut(wire) else {
+            return;
+        };
+        let mut one: MbufBurst<1> = MbufBurst::new();
+        let bytes = mbuf.data().len() as u64;
+        if one.push(mbuf).is_err() {
+            return;
+        }
+        let sent = w.tx[out.index()].tx_burst(&mut one);
+        let c = self.pipeline.counters_mut();
+        if sent == 1 {
+            c.add(slot::TX_PKTS + out.index(), 1);
+            c.add(slot::TX_BYTES + out.index(), bytes);
+        } else {
+            c.add(slot::ENGINE_DROP_BASE + EngineDrop::TxFull.index(), 1);
+            one.clear();
+        }
+    }
+
     /// Transmit or free the held fragments the pipeline has decided.
     fn release_held(&mut self, now: u64, held: &mut [Option<HeldFrame>]) {
         let mut decided = [(0u16, Fate::Forward); HOLD_SLOTS];
@@ -130,44 +236,48 @@ impl Worker {
                 drop(h.mbuf);
                 continue;
             }
-            let Some(wire) = self.wires.get_mut(h.wire) else {
-                continue;
-            };
-            let mut one: MbufBurst<1> = MbufBurst::new();
-            let bytes = h.mbuf.data().len() as u64;
-            if one.push(h.mbuf).is_err() {
-                continue;
-            }
-            let sent = wire.tx[h.out.index()].tx_burst(&mut one);
-            let c = self.pipeline.counters_mut();
-            if sent == 1 {
-                c.add(slot::TX_PKTS + h.out.index(), 1);
-                c.add(slot::TX_BYTES + h.out.index(), bytes);
-            } else {
-                c.add(slot::ENGINE_DROP_BASE + EngineDrop::TxFull.index(), 1);
-                one.clear();
-            }
+            self.send_one(h.wire, h.out, h.mbuf);
         }
     }
 }
 
-/// Move the frames the pipeline holds (fragments awaiting their first) out
-/// of the burst into their hold slots. From the back, so the indices of the
-/// frames before stay valid.
+/// Move the frames the pipeline holds (fragments awaiting their first) into
+/// their hold slots, and hand the ones it hands off to the next worker. From
+/// the back, so the indices of the frames before stay valid.
 #[inline]
-fn hold(
+fn divert(
     burst: &mut MbufBurst<BURST>,
     fates: &[Fate],
-    wire: usize,
-    out: Side,
+    ingress: Ingress,
     held: &mut [Option<HeldFrame>],
+    mailboxes: &Mailboxes,
+    me: usize,
+    p: &mut Pipeline,
 ) {
+    let wire = usize::from(ingress.wire);
+    let out = ingress.side.peer();
     for i in (0..fates.len().min(burst.len())).rev() {
-        if let Some(Fate::Held(slot)) = fates.get(i).copied() {
-            if let (Some(mbuf), Some(cell)) = (burst.take(i), held.get_mut(usize::from(slot))) {
-                // A slot is reused only once released; anything left is freed.
-                *cell = Some(HeldFrame { mbuf, wire, out });
+        match fates.get(i).copied() {
+            Some(Fate::Held(slot)) => {
+                if let (Some(mbuf), Some(cell)) = (burst.take(i), held.get_mut(usize::from(slot))) {
+                    // A slot is reused only once released.
+                    *cell = Some(HeldFrame { mbuf, wire, out });
+                }
             }
+            Some(Fate::HandOff) => {
+                if let Some(mbuf) = burst.take(i) {
+                    let h = Handoff {
+                        mbuf,
+                        ingress,
+                        hops_left: p.next_hops_left(),
+                        origin: p.origin(),
+                    };
+                    if mailboxes.send(mailboxes.next(me), h).is_err() {
+                        p.counters_mut().drop(Fate::Engine(EngineDrop::HandoffFull));
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -183,10 +293,11 @@ fn forward(
     p: &mut Pipeline,
 ) {
     let mut keep = [false; BURST];
-    for (k, f) in keep
-        .iter_mut()
-        .zip(fates.iter().filter(|f| !matches!(f, Fate::Held(_))))
-    {
+    for (k, f) in keep.iter_mut().zip(
+        fates
+            .iter()
+            .filter(|f| !matches!(f, Fate::Held(_) | Fate::HandOff)),
+    ) {
         *k = *f == Fate::Forward;
     }
     let mut i = 0;

@@ -473,3 +473,145 @@ fn an_early_fragment_is_held_by_the_worker_and_sent_after_its_first() {
     assert!(collect(&w, Side::B).is_empty());
     finish(e, &w);
 }
+
+/// Two workers, and the related packets of worker 1's connections arrive at
+/// worker 0 (as a device hashing fragments and ICMP errors on addresses
+/// would put them): they are handed to worker 1, which owns the entries.
+#[test]
+fn related_packets_reaching_the_wrong_worker_are_handed_to_the_owner() {
+    let e = eal();
+    let ring = |s: &str| Ring::new(e, &format!("t10_{s}"), 1024).expect("ring");
+    let (arx, atx, brx, btx) = (
+        [ring("arx0"), ring("arx1")],
+        [ring("atx0"), ring("atx1")],
+        [ring("brx0"), ring("brx1")],
+        [ring("btx0"), ring("btx1")],
+    );
+    let a =
+        Port::from_rings(e, "net_t10_a", &[&arx[0], &arx[1]], &[&atx[0], &atx[1]]).expect("port a");
+    let b =
+        Port::from_rings(e, "net_t10_b", &[&brx[0], &brx[1]], &[&btx[0], &btx[1]]).expect("port b");
+    let pool =
+        Mempool::new(e, "t10_pool", 1023, 0, bulkhead_dpdk::DEFAULT_DATA_ROOM).expect("pool");
+    let cores = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        vec![0, 1]
+    } else {
+        vec![0, 0]
+    };
+    let cfg = EngineConfig {
+        workers: cores,
+        wires: vec![(a, b)],
+        mbufs: 2047,
+        mbuf_cache: 32,
+        rx_desc: 256,
+        tx_desc: 256,
+        idle: IdleMode::Adaptive,
+        pass_non_ip: false,
+        pass_fragments: false,
+        conntrack_capacity: 1024,
+        timeouts: bulkhead_conntrack::Timeouts::default(),
+        event_mode: EventMode::All,
+        event_queue: 1024,
+        quotas: bulkhead_conntrack::Quotas::UNLIMITED,
+        fold: bulkhead_engine::fold::FoldConfig::default(),
+        zones: bulkhead_engine::zones::ZoneConfig::default(),
+    };
+    let engine = Engine::start(e, cfg, compile(POLICY)).expect("engine starts");
+    let put = |r: &Ring, frames: &[Vec<u8>]| {
+        let mut burst: MbufBurst<32> = MbufBurst::new();
+        for f in frames {
+            let mut m = pool.alloc().expect("mbuf");
+            m.append(f).expect("fits");
+            assert!(burst.push(m).is_ok());
+        }
+        assert_eq!(r.enqueue_burst(&mut burst), frames.len());
+    };
+    let take_all = |rs: &[Ring; 2], want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut out = Vec::new();
+        while out.len() < want && Instant::now() < deadline {
+            for r in rs {
+                let mut burst: MbufBurst<32> = MbufBurst::new();
+                while r.dequeue_burst(&mut burst) > 0 {
+                    out.extend(burst.iter().map(|m| m.data().to_vec()));
+                    burst.clear();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        out
+    };
+    // Worker 1 owns a UDP exchange and a TCP connection.
+    let query = udp(v4(WEB, APP), 5353, 53);
+    let [syn, synack, ack] = handshake(WEB, APP, 40000, 8080);
+    put(&arx[1], &[query.clone(), syn.clone()]);
+    wait_rx(&engine, 2);
+    put(&brx[1], std::slice::from_ref(&synack));
+    wait_rx(&engine, 3);
+    put(&arx[1], std::slice::from_ref(&ack));
+    wait_rx(&engine, 4);
+    assert_eq!(take_all(&btx, 3).len(), 3);
+    assert_eq!(take_all(&atx, 1).len(), 1);
+    // The fragmented reply reaches worker 0: a later fragment first (held),
+    // then the first fragment (handed to worker 1, which sends its verdict
+    // back), then another later fragment.
+    let spec = |offset: u16, more: bool| {
+        let mut s = v4(APP, WEB).fragment(offset, more);
+        s.ip_id = 99;
+        s
+    };
+    let mut first = Vec::new();
+    build::udp(&mut first, &spec(0, true), 53, 5353, &[1; 1000]);
+    let frag = |offset, more| {
+        let mut f = Vec::new();
+        build::ip(
+            &mut f,
+            &spec(offset, more),
+            bulkhead_packet::proto::UDP,
+            &[2; 400],
+        );
+        f
+    };
+    let (mid, last) = (frag(126, true), frag(176, false));
+    put(&brx[0], std::slice::from_ref(&mid));
+    wait_rx(&engine, 5);
+    put(&brx[0], std::slice::from_ref(&first));
+    wait_rx(&engine, 6);
+    put(&brx[0], std::slice::from_ref(&last));
+    wait_rx(&engine, 7);
+    let mut got = take_all(&atx, 3);
+    got.sort();
+    let mut want = vec![first, mid, last];
+    want.sort();
+    assert_eq!(got, want, "the whole reply crossed");
+    // An ICMP error quoting worker 1's TCP connection reaches worker 0.
+    let mut err = Vec::new();
+    build::icmp_error(&mut err, &v4(APP, WEB), 3, 4, build::ip_packet(&syn));
+    put(&brx[0], std::slice::from_ref(&err));
+    wait_rx(&engine, 8);
+    assert_eq!(
+        take_all(&atx, 1),
+        vec![err],
+        "related ICMP found its connection"
+    );
+    // One quoting nothing anybody tracks is judged by the last worker.
+    let stray = tcp(v4(WEB, APP), 40999, 8080, SYN);
+    let mut err2 = Vec::new();
+    build::icmp_error(&mut err2, &v4(APP, WEB), 3, 4, build::ip_packet(&stray));
+    put(&brx[0], std::slice::from_ref(&err2));
+    wait_rx(&engine, 9);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while engine.counters().0.engine_drops(EngineDrop::IcmpUnrelated) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stray error was never judged"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (total, per) = engine.counters();
+    assert_eq!(total.get(bulkhead_engine::stats::slot::HANDED_OFF), 3);
+    assert_eq!(per[1].conns, 2, "no duplicate entries on worker 0");
+    assert_eq!(per[0].conns, 0);
+    let _ = engine.stop();
+    assert_eq!(pool.in_use_count(), 0);
+}

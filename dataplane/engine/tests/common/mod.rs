@@ -89,6 +89,7 @@ pub fn pipeline_with(
             quotas,
             fold,
             hash_seed: 0x1234_5678_9abc_def1,
+            workers: 1,
         },
         q.clone(),
         Arc::new(zones),
