@@ -59,6 +59,7 @@ fn pipeline(capacity: usize) -> Pipeline {
             fold: bulkhead_engine::fold::FoldConfig::default(),
             hash_seed: 0x1234_5678_9abc_def1,
             workers: 1,
+            track_windows: true,
         },
         Arc::new(ArrayQueue::new(1)),
         Arc::new(bulkhead_engine::zones::ZoneConfig::default()),

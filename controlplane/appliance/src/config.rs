@@ -168,6 +168,14 @@ pub struct ConntrackConfig {
     /// worker (0: unlimited; default: capacity * 3 / 4).
     #[serde(default)]
     pub per_segment_limit: Option<u32>,
+    /// Check TCP sequence numbers against the windows (refuses blind RSTs
+    /// and data injection within an allowed pair). Default on.
+    #[serde(default = "default_true")]
+    pub tcp_window_tracking: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for ConntrackConfig {
@@ -177,6 +185,7 @@ impl Default for ConntrackConfig {
             timeouts: TimeoutsConfig::default(),
             per_source_limit: None,
             per_segment_limit: None,
+            tcp_window_tracking: true,
         }
     }
 }

@@ -167,6 +167,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         quotas: cfg.conntrack.quotas(),
         fold: cfg.events.fold(),
         zones: cfg.zones(),
+        track_windows: cfg.conntrack.tcp_window_tracking,
     };
     let sink = EventSink::open(&cfg.events.output).map_err(|source| RunError::Events {
         output: cfg.events.output.clone(),

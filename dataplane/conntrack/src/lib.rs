@@ -21,7 +21,8 @@
 //!   a source address or segment at its quota is refused (counted).
 //! - Time is a `u64` in nanoseconds of the worker's monotonic clock; an entry
 //!   expires when `now - last_seen >= timeout(state)`.
-//! - TCP tracking uses flags only, no sequence windows (see [`state`]).
+//! - TCP tracking follows the flags ([`state`]) and, when configured, the
+//!   sequence windows ([`window`]).
 //!
 //! Engine usage per burst: build keys ([`ConnKey::new`]), hash them
 //! ([`ConnTable::hash`]), [`ConnTable::lookup_burst`]; on a hit
@@ -41,6 +42,7 @@ pub mod quota;
 pub mod state;
 pub mod table;
 pub mod timeouts;
+pub mod window;
 
 pub use key::{domain_vlans, hash_key, vlan_domain, ConnKey, Endpoint, KeySide};
 pub use quota::Quotas;
@@ -51,3 +53,4 @@ pub use table::{
     MAX_PROBE_BUCKETS, MAX_SLOTS, MIN_SLOTS, RULE_DEFAULT,
 };
 pub use timeouts::{BadTimeout, Timeouts};
+pub use window::Segment;

@@ -1,11 +1,8 @@
 //! Per-connection state machines (TCP, UDP, ICMP echo, other protocols).
 //!
-//! TCP tracking follows the flags only: there is **no sequence-number or
-//! window checking** (unlike Linux `nf_conntrack_tcp_loose=0`). A blind
-//! attacker that knows the 5-tuple can therefore close a tracked connection
-//! with a RST; a firewall in front of the endpoints does not make this worse
-//! than the endpoints' own acceptance of in-window RSTs, but it is a known
-//! gap.
+//! The TCP state machine follows the flags; sequence numbers are checked
+//! separately by [`crate::window`] when window tracking is on (the
+//! default in `bulkheadd`), which refuses blind RSTs and injected data.
 
 /// TCP flag bits as in the TCP header's flags byte (the parser's definitions).
 pub use bulkhead_packet::tcp_flags;

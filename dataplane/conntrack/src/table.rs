@@ -7,6 +7,7 @@ use crate::key::{hash_key, ConnKey, KeySide};
 use crate::quota::{Quotas, Sketch};
 use crate::state::{ConnState, Dir, Step, STATE_COUNT};
 use crate::timeouts::{BadTimeout, Timeouts};
+use crate::window::{self, Segment, Windows};
 use bulkhead_prefetch::prefetch_read;
 
 /// Slots per bucket. One bucket is one 64-byte cache line.
@@ -317,6 +318,9 @@ pub enum Track {
     /// tuple, or the handle is stale. `remove` it (emit its "closed" event if
     /// `remove` returns it) and handle the packet as a table miss.
     Stale,
+    /// A TCP segment outside the sequence windows (window tracking on):
+    /// drop it; the entry is unchanged.
+    OutOfWindow,
 }
 
 /// Why an insert failed.
@@ -407,6 +411,9 @@ pub struct TableConfig {
     pub hash_seed: u64,
     /// Connection quotas per source address and per source segment.
     pub quotas: Quotas,
+    /// Track TCP sequence windows (see [`crate::window`]): 32 more bytes
+    /// per connection, one more cache line per TCP packet.
+    pub track_windows: bool,
 }
 
 impl TableConfig {
@@ -419,6 +426,7 @@ impl TableConfig {
             timeouts: Timeouts::default(),
             hash_seed: 0x5bd1_e995_1234_5678,
             quotas: Quotas::UNLIMITED,
+            track_windows: false,
         }
     }
 
@@ -488,6 +496,8 @@ pub struct ConnTable {
     counters: Counters,
     by_source: Sketch,
     by_segment: Sketch,
+    /// Per entry index, when window tracking is on (else empty).
+    windows: Vec<Windows>,
 }
 
 impl fmt::Debug for ConnTable {
@@ -522,9 +532,15 @@ impl ConnTable {
         }
         let by_source = Sketch::new(cfg.max_connections / 4, cfg.quotas.per_source).map_err(one)?;
         let by_segment = Sketch::new(1024, cfg.quotas.per_segment).map_err(one)?;
+        let windows = if cfg.track_windows {
+            alloc_filled(cfg.max_connections, Windows::default()).map_err(one)?
+        } else {
+            Vec::new()
+        };
         Ok(ConnTable {
             by_source,
             by_segment,
+            windows,
             buckets,
             entries,
             free,
@@ -581,7 +597,8 @@ impl ConnTable {
             + self.entries.capacity() * core::mem::size_of::<Entry>()
             + self.free.capacity() * core::mem::size_of::<u32>()
             + self.by_source.bytes()
-            + self.by_segment.bytes();
+            + self.by_segment.bytes()
+            + self.windows.capacity() * core::mem::size_of::<Windows>();
         total / self.capacity().max(1)
     }
 
@@ -794,6 +811,50 @@ impl ConnTable {
             Step::Invalid => Track::Invalid,
             Step::Stale => Track::Stale,
         }
+    }
+
+    /// Does this table track TCP sequence windows?
+    #[inline]
+    #[must_use]
+    pub fn tracks_windows(&self) -> bool {
+        !self.windows.is_empty()
+    }
+
+    /// Start window tracking of a new TCP connection from its SYN (call
+    /// right after `insert`; a no-op when window tracking is off).
+    #[inline]
+    pub fn open_window(&mut self, id: EntryId, syn: &Segment) {
+        if self.entry(id).is_none() {
+            return;
+        }
+        if let Some(w) = self.windows.get_mut(id.index as usize) {
+            *w = Windows::default();
+            window::open(w, Dir::Original as usize, syn);
+        }
+    }
+
+    /// [`ConnTable::track`] for a TCP segment, checking its sequence
+    /// numbers first when window tracking is on: out of window, it is
+    /// refused ([`Track::OutOfWindow`]) and nothing changes.
+    #[inline]
+    pub fn track_tcp(
+        &mut self,
+        id: EntryId,
+        dir: Dir,
+        seg: &Segment,
+        bytes: u32,
+        now: u64,
+    ) -> Track {
+        let Some(e) = self.entry(id) else {
+            return Track::Stale;
+        };
+        let (state, marked) = (e.state, e.flags.contains(ConnFlags::SYN_AGAIN));
+        if let Some(w) = self.windows.get_mut(id.index as usize) {
+            if !window_fits(w, state, marked, dir, seg) {
+                return Track::OutOfWindow;
+            }
+        }
+        self.track(id, dir, seg.flags, bytes, now)
     }
 
     /// Insert a new connection (the slow path: call after a miss and an
@@ -1122,6 +1183,50 @@ impl ConnTable {
             return Err("free stack capacity changed".to_string());
         }
         Ok(())
+    }
+}
+
+/// The window side of one TCP segment (see [`ConnTable::track_tcp`]):
+/// handshake segments open the halves they start, a SYN-ACK answering a SYN
+/// on a live connection starts both over; everything else is checked.
+#[inline]
+fn window_fits(w: &mut Windows, state: ConnState, marked: bool, dir: Dir, seg: &Segment) -> bool {
+    use crate::state::tcp_flags::{ACK, FIN, RST, SYN};
+    let f = seg.flags & (SYN | ACK | FIN | RST);
+    let d = dir as usize;
+    match (dir, f) {
+        // Retransmitted SYN before the answer, or a SYN on a live
+        // connection (it passes unchanged, see `syn_again`).
+        (Dir::Original, SYN) => {
+            if state == ConnState::TcpSynSent {
+                window::open(w, d, seg);
+            }
+            true
+        }
+        (Dir::Reply, x) if x == SYN | ACK => {
+            if marked {
+                // The peer answered a new SYN on this tuple: a new
+                // connection; its initiator's ISN is what this SYN-ACK acks.
+                let syn = Segment {
+                    flags: SYN,
+                    seq: seg.ack.wrapping_sub(1),
+                    ack: 0,
+                    window: u16::MAX,
+                    wscale: None,
+                    len: 0,
+                };
+                *w = Windows::default();
+                window::open(w, 0, &syn);
+                window::open(w, d, seg);
+                true
+            } else if matches!(state, ConnState::TcpSynSent | ConnState::TcpSynRecv) {
+                window::open(w, d, seg);
+                true
+            } else {
+                window::check(w, d, seg)
+            }
+        }
+        _ => window::check(w, d, seg),
     }
 }
 

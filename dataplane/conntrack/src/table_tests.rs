@@ -478,6 +478,7 @@ fn config_errors_are_all_reported() {
         },
         hash_seed: 1,
         quotas: Quotas::UNLIMITED,
+        track_windows: false,
     };
     let err = ConnTable::new(&cfg).unwrap_err();
     assert_eq!(err.0.len(), 2, "{err}");

@@ -74,6 +74,8 @@ pub struct EngineConfig {
     pub fold: FoldConfig,
     /// Zones of the wire sides and router zones.
     pub zones: ZoneConfig,
+    /// Check TCP sequence windows.
+    pub track_windows: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +196,7 @@ impl Engine {
                     fold: cfg.fold,
                     hash_seed: os_random_u64().map_err(EngineError::Random)?,
                     workers: nworkers as u16,
+                    track_windows: cfg.track_windows,
                 },
                 queue.clone(),
                 zones.clone(),

@@ -29,10 +29,12 @@ use std::sync::Arc;
 use bulkhead_classify::{Action, FlowQuery, PlaceError, RuleRef, SegIdx, ZoneMask};
 use bulkhead_conntrack::{
     domain_vlans, tcp_may_open, vlan_domain, ConnFlags, ConnKey, ConnTable, Dir, Endpoint, Entry,
-    EntryId, InsertError, KeySide, NewConn, Quotas, TableConfig, Timeouts, Track,
+    EntryId, InsertError, KeySide, NewConn, Quotas, Segment, TableConfig, Timeouts, Track,
 };
 use bulkhead_packet::flow::{addr_to_v4, Addr, FlowTuple};
-use bulkhead_packet::{icmp_query, parse, Arp, Fragment, IcmpClass, IpPacket, ParseConfig, Parsed};
+use bulkhead_packet::{
+    icmp_query, parse, tcp_seq, Arp, Fragment, IcmpClass, IpPacket, ParseConfig, Parsed,
+};
 use crossbeam::queue::ArrayQueue;
 
 use crate::events::{EventKind, EventMode, FlowEvent, RULE_DEFAULT};
@@ -80,6 +82,8 @@ pub struct PipelineConfig {
     pub hash_seed: u64,
     /// Workers of the engine (packets may be handed to the others).
     pub workers: u16,
+    /// Check TCP sequence windows (refuses blind RST and data injection).
+    pub track_windows: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +153,7 @@ impl Pipeline {
             timeouts: cfg.timeouts,
             hash_seed: cfg.hash_seed,
             quotas: cfg.quotas,
+            track_windows: cfg.track_windows,
         };
         let ct = ConnTable::new(&table).map_err(|e| PipelineError::Table(e.to_string()))?;
         Ok(Pipeline {
@@ -330,7 +335,7 @@ impl Pipeline {
             let fate = match self.stage[i] {
                 Stage::Done => fates[i],
                 Stage::Lookup(p) => {
-                    let fate = self.tracked(snap, ingress, i, &p, frames[i].len() as u32, now);
+                    let fate = self.tracked(snap, ingress, i, &p, frames[i], now);
                     if p.fragment == Fragment::First && fate != Fate::HandOff {
                         self.first_fragment(&p, fate, now);
                     }
@@ -430,16 +435,17 @@ impl Pipeline {
         ingress: Ingress,
         i: usize,
         p: &IpPacket,
-        len: u32,
+        frame: &[u8],
         now: u64,
     ) -> Fate {
+        let len = frame.len() as u32;
         let Some(id) = self.looked_up(i) else {
             // A first fragment hashed by addresses only: its connection may
             // be another worker's.
             if p.fragment == Fragment::First && self.hops_left > 0 {
                 return Fate::HandOff;
             }
-            return self.new_connection(snap, ingress, i, p, len, now);
+            return self.new_connection(snap, ingress, i, p, frame, now);
         };
         // One look at the entry: direction, liveness and generation.
         let Some((dir, expired, current)) = self.ct.entry(id).map(|e| {
@@ -449,12 +455,12 @@ impl Pipeline {
                 e.judged_under(snap.generation),
             )
         }) else {
-            return self.new_connection(snap, ingress, i, p, len, now);
+            return self.new_connection(snap, ingress, i, p, frame, now);
         };
         if expired {
             // Dead already (the expiry walk has not reached it): a new connection.
             self.close(snap, id, EventKind::Closed, now);
-            return self.new_connection(snap, ingress, i, p, len, now);
+            return self.new_connection(snap, ingress, i, p, frame, now);
         }
         if let IcmpClass::Query(q) = p.icmp {
             // Only the initiator asks, only the responder answers.
@@ -467,12 +473,21 @@ impl Pipeline {
                 return fate;
             }
         }
-        match self.ct.track(id, dir, p.tcp_flags, len, now) {
+        let track = if p.tuple.proto == PROTO_TCP && self.ct.tracks_windows() {
+            match segment(frame, p) {
+                Some(seg) => self.ct.track_tcp(id, dir, &seg, len, now),
+                None => Track::Invalid,
+            }
+        } else {
+            self.ct.track(id, dir, p.tcp_flags, len, now)
+        };
+        match track {
             Track::Accept => Fate::Forward,
             Track::Invalid => Fate::Engine(EngineDrop::Invalid),
+            Track::OutOfWindow => Fate::Engine(EngineDrop::OutOfWindow),
             Track::Stale => {
                 self.close(snap, id, EventKind::Closed, now);
-                self.new_connection(snap, ingress, i, p, len, now)
+                self.new_connection(snap, ingress, i, p, frame, now)
             }
         }
     }
@@ -486,9 +501,10 @@ impl Pipeline {
         ingress: Ingress,
         i: usize,
         p: &IpPacket,
-        len: u32,
+        frame: &[u8],
         now: u64,
     ) -> Fate {
+        let len = frame.len() as u32;
         let t = &p.tuple;
         let policy = &snap.policy;
         let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
@@ -564,7 +580,13 @@ impl Pipeline {
             self.emit(ev);
         }
         match res {
-            Ok(_) => {}
+            Ok(id) => {
+                if t.proto == PROTO_TCP && self.ct.tracks_windows() {
+                    if let Some(seg) = segment(frame, p) {
+                        self.ct.open_window(id, &seg);
+                    }
+                }
+            }
             Err(InsertError::Full) => return Fate::Engine(EngineDrop::TableFull),
             Err(InsertError::SourceQuota) => return Fate::Engine(EngineDrop::SourceQuota),
             Err(InsertError::SegmentQuota) => return Fate::Engine(EngineDrop::SegmentQuota),
@@ -937,6 +959,20 @@ fn place_src(
         Some(v4) => snap.policy.place_src_v4(vlan, v4, zone),
         None => snap.policy.place_src_v6(vlan, a, zone),
     }
+}
+
+/// The TCP segment of a packet, for window tracking.
+#[inline]
+fn segment(frame: &[u8], p: &IpPacket) -> Option<Segment> {
+    let s = tcp_seq(frame, p)?;
+    Some(Segment {
+        flags: p.tcp_flags,
+        seq: s.seq,
+        ack: s.ack,
+        window: s.window,
+        wscale: s.wscale,
+        len: s.payload,
+    })
 }
 
 /// The datagram a fragment belongs to.

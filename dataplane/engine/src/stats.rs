@@ -80,10 +80,12 @@ pub enum EngineDrop {
     FragmentTimeout,
     /// The next worker's hand-off ring was full.
     HandoffFull,
+    /// A TCP segment outside its connection's sequence windows.
+    OutOfWindow,
 }
 
 impl EngineDrop {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     pub const ALL: [EngineDrop; Self::COUNT] = [
         EngineDrop::PolicyDeny,
         EngineDrop::Invalid,
@@ -102,6 +104,7 @@ impl EngineDrop {
         EngineDrop::FragmentOverlap,
         EngineDrop::FragmentTimeout,
         EngineDrop::HandoffFull,
+        EngineDrop::OutOfWindow,
     ];
     #[inline]
     pub fn index(self) -> usize {
@@ -126,6 +129,7 @@ impl EngineDrop {
             EngineDrop::FragmentOverlap => "fragment_overlap",
             EngineDrop::FragmentTimeout => "fragment_timeout",
             EngineDrop::HandoffFull => "handoff_full",
+            EngineDrop::OutOfWindow => "out_of_window",
         }
     }
 }

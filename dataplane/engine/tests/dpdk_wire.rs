@@ -101,6 +101,7 @@ fn engine(w: &Wire, capacity: usize) -> Engine {
         quotas: bulkhead_conntrack::Quotas::UNLIMITED,
         fold: bulkhead_engine::fold::FoldConfig::default(),
         zones: bulkhead_engine::zones::ZoneConfig::default(),
+        track_windows: true,
     };
     Engine::start(eal(), cfg, compile(POLICY)).expect("engine starts")
 }
@@ -368,6 +369,7 @@ fn two_workers_each_own_their_queue_of_every_port() {
         quotas: bulkhead_conntrack::Quotas::UNLIMITED,
         fold: bulkhead_engine::fold::FoldConfig::default(),
         zones: bulkhead_engine::zones::ZoneConfig::default(),
+        track_windows: true,
     };
     let engine = Engine::start(e, cfg, compile(POLICY)).expect("engine starts");
     let put = |r: &Ring, frames: &[Vec<u8>]| {
@@ -515,6 +517,7 @@ fn related_packets_reaching_the_wrong_worker_are_handed_to_the_owner() {
         quotas: bulkhead_conntrack::Quotas::UNLIMITED,
         fold: bulkhead_engine::fold::FoldConfig::default(),
         zones: bulkhead_engine::zones::ZoneConfig::default(),
+        track_windows: true,
     };
     let engine = Engine::start(e, cfg, compile(POLICY)).expect("engine starts");
     let put = |r: &Ring, frames: &[Vec<u8>]| {

@@ -12,7 +12,7 @@ use bulkhead_engine::pipeline::Pipeline;
 use bulkhead_engine::stats::{slot, EngineDrop, Fate, Side};
 use bulkhead_engine::zones::{SideZones, ZoneConfig};
 use bulkhead_packet::build::{self, ArpOp, Echo, FrameSpec};
-use bulkhead_packet::tcp_flags::{ACK, SYN};
+use bulkhead_packet::tcp_flags::{ACK, RST, SYN};
 
 use common::*;
 
@@ -500,5 +500,100 @@ fn a_host_cannot_leave_its_segment_by_taking_an_address_of_another_zone() {
     assert_eq!(
         one(&mut unbound, &snap, Side::B, &claim, 3),
         Fate::Engine(EngineDrop::Spoofed)
+    );
+}
+
+fn seg(
+    spec: FrameSpec,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    build::tcp(
+        &mut f,
+        &spec,
+        &build::Tcp::new(sport, dport, flags)
+            .seq(seq)
+            .ack(ack)
+            .payload(data),
+    );
+    f
+}
+
+/// A connection with real sequence numbers: client ISN 1000, server 9000.
+fn live(p: &mut Pipeline, snap: &PolicySnapshot) {
+    let c = |flags, seq, ack, data: &[u8]| seg(v4(WEB, APP), 40000, 8080, flags, seq, ack, data);
+    let s = |flags, seq, ack, data: &[u8]| seg(v4(APP, WEB), 8080, 40000, flags, seq, ack, data);
+    for (f, side) in [
+        (c(SYN, 1000, 0, b""), Side::A),
+        (s(SYN | ACK, 9000, 1001, b""), Side::B),
+        (c(ACK, 1001, 9001, b"GET /"), Side::A),
+        (s(ACK, 9001, 1006, b"200 OK"), Side::B),
+    ] {
+        assert_eq!(one(p, snap, side, &f, 1), Fate::Forward);
+    }
+}
+
+#[test]
+fn blind_rst_and_injected_data_are_dropped_by_window_tracking() {
+    let snap = snapshot(1, POLICY);
+    let (mut p, _q) = pipeline(1024);
+    live(&mut p, &snap);
+    let from_server =
+        |flags, seq, ack, data: &[u8]| seg(v4(APP, WEB), 8080, 40000, flags, seq, ack, data);
+    let out = Fate::Engine(EngineDrop::OutOfWindow);
+    // Guessed sequence numbers: far outside the client's window.
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::B,
+            &from_server(RST, 9_000_000, 0, b""),
+            2
+        ),
+        out
+    );
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::B,
+            &from_server(ACK, 3_000_000_000, 1006, b"evil"),
+            2
+        ),
+        out
+    );
+    // Acknowledging data the client never sent.
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::B,
+            &from_server(ACK, 9007, 500_000, b"x"),
+            2
+        ),
+        out
+    );
+    // The connection is intact: real traffic continues, and an in-window
+    // RST still closes it.
+    let client = seg(v4(WEB, APP), 40000, 8080, ACK, 1006, 9007, b"");
+    assert_eq!(one(&mut p, &snap, Side::A, &client, 3), Fate::Forward);
+    assert_eq!(
+        one(
+            &mut p,
+            &snap,
+            Side::B,
+            &from_server(RST | ACK, 9007, 1006, b""),
+            4
+        ),
+        Fate::Forward
+    );
+    assert_eq!(
+        p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::OutOfWindow.index()],
+        3
     );
 }

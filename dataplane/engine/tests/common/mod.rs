@@ -90,6 +90,7 @@ pub fn pipeline_with(
             fold,
             hash_seed: 0x1234_5678_9abc_def1,
             workers: 1,
+            track_windows: true,
         },
         q.clone(),
         Arc::new(zones),
