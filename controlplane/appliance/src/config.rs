@@ -36,6 +36,61 @@ pub struct Config {
     pub conntrack: ConntrackConfig,
     #[serde(default)]
     pub events: EventsConfig,
+    #[serde(default)]
+    pub trace: TraceConfig,
+}
+
+/// The packet trace: SIGUSR2 prints what was recorded and records the next
+/// `packets` packets matching the filter.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TraceConfig {
+    /// Packets recorded after each SIGUSR2 (default 50; at most 4096).
+    #[serde(default)]
+    pub packets: Option<u32>,
+    /// Only packets from or to this address.
+    #[serde(default)]
+    pub address: Option<std::net::IpAddr>,
+    /// Only this protocol: "tcp", "udp", "icmp", "icmpv6", "sctp" or a number.
+    #[serde(default)]
+    pub proto: Option<String>,
+    /// Only packets from or to this port.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+impl TraceConfig {
+    /// Packets recorded per SIGUSR2.
+    pub fn packets(&self) -> u32 {
+        self.packets.unwrap_or(50)
+    }
+
+    /// The protocol number of `proto`, if valid.
+    pub fn proto_number(&self) -> Result<Option<u8>, String> {
+        let Some(p) = &self.proto else {
+            return Ok(None);
+        };
+        let n = match p.as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            "icmp" => 1,
+            "icmpv6" => 58,
+            "sctp" => 132,
+            other => other.parse::<u8>().map_err(|_| {
+                format!("{other:?} is not tcp, udp, icmp, icmpv6, sctp or a protocol number")
+            })?,
+        };
+        Ok(Some(n))
+    }
+
+    /// The dataplane's trace filter.
+    pub fn filter(&self) -> bulkhead_engine::trace::TraceFilter {
+        bulkhead_engine::trace::TraceFilter {
+            addr: self.address.map(bulkhead_packet::flow::ip_to_addr),
+            proto: self.proto_number().ok().flatten(),
+            port: self.port,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -484,6 +539,15 @@ impl Config {
                     return bad(key, format!("{v} s is outside 1..=2592000 (30 days)"));
                 }
             }
+        }
+        if self.trace.packets() > 4096 {
+            return bad(
+                "trace.packets",
+                format!("{} is above 4096", self.trace.packets()),
+            );
+        }
+        if let Err(e) = self.trace.proto_number() {
+            return bad("trace.proto", e);
         }
         if self.events.queue == 0 || self.events.queue > (1 << 24) {
             return bad(

@@ -6,7 +6,8 @@
 //! engine and the control loop (signals, publishing policies, counters,
 //! shutdown); [`reload`] reads and compiles policy documents off that loop;
 //! [`events`] renders flow events and owns the output file;
-//! [`event_writer`] writes them on their own thread.
+//! [`event_writer`] writes them on their own thread; [`trace`] renders the
+//! packet trace SIGUSR2 prints.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -14,3 +15,4 @@ pub mod event_writer;
 pub mod events;
 pub mod reload;
 pub mod run;
+pub mod trace;

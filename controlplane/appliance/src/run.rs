@@ -7,7 +7,7 @@ use bulkhead_engine::events::EventMode;
 use bulkhead_engine::idle::IdleMode;
 use bulkhead_engine::stats::Counters;
 use bulkhead_engine::{Engine, EngineConfig};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use tracing::{error, info, warn};
 
 use crate::config::{device_name, Config, ConfigError, EventModeConfig, IdleConfig};
@@ -82,8 +82,9 @@ fn sanitize(s: &str) -> String {
 pub fn run(cfg: Config) -> Result<(), RunError> {
     // First: a signal during start-up is then handled by the loop below,
     // not by the default action (which would kill the process mid start-up).
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
-        .map_err(RunError::Signals)?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
+            .map_err(RunError::Signals)?;
     let mut reloader = Reloader::new(cfg.policy.file.clone());
     // The first load runs on the reload thread too, so SIGTERM is served
     // while a huge policy compiles; a SIGHUP meanwhile reloads once started.
@@ -168,6 +169,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         fold: cfg.events.fold(),
         zones: cfg.zones(),
         track_windows: cfg.conntrack.tcp_window_tracking,
+        trace_filter: cfg.trace.filter(),
     };
     let sink = EventSink::open(&cfg.events.output).map_err(|source| RunError::Events {
         output: cfg.events.output.clone(),
@@ -212,6 +214,14 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
                     writer.reopen();
                 }
                 SIGUSR1 => print_counters(&engine, &writer, started),
+                SIGUSR2 => {
+                    write_block(&crate::trace::render(&engine));
+                    engine.tracer().arm(cfg.trace.packets());
+                    info!(
+                        packets = cfg.trace.packets(),
+                        "SIGUSR2: tracing the next packets"
+                    );
+                }
                 SIGTERM | SIGINT => {
                     info!(signal = sig, "stopping");
                     break 'run;

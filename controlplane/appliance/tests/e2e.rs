@@ -445,3 +445,46 @@ fn zones_bind_segments_to_wire_sides_and_ra_guard_stops_rogue_routers() {
     );
     d.stop();
 }
+
+#[test]
+fn sigusr2_traces_the_next_packets_with_every_step() {
+    let _g = serial();
+    let t = Topo::up("bht1", "10.0.10.5/8", "10.0.20.3/8", false);
+    let mut d = Daemon::start(&t, "trace", POLICY);
+    let _tcp = t.server("10.0.20.3", 8080, false);
+    let _denied = t.server("10.0.20.3", 9999, false);
+    d.signal("-USR2");
+    d.wait_log("tracing the next packets", Duration::from_secs(5));
+    assert!(t.echo("10.0.20.3", 8080, false));
+    assert!(!t.echo("10.0.20.3", 9999, false));
+    d.signal("-USR2");
+    d.wait_log("packet trace:", Duration::from_secs(5));
+    let log = d.stop();
+    // The first SIGUSR2 printed an empty trace; the second, the packets.
+    let last = log.rfind("packet trace:").expect("a trace");
+    let trace: Vec<&str> = log[last..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  t="))
+        .collect();
+    assert!(trace.len() >= 6, "the exchange was traced:\n{log}");
+    let opened = trace
+        .iter()
+        .find(|l| l.contains(":8080") && l.contains("conn=created(TcpSynSent)"))
+        .unwrap_or_else(|| panic!("a SYN creating its connection:\n{}", trace.join("\n")));
+    assert!(
+        opened.contains("segments=10->20") && opened.contains("rule=client-to-server"),
+        "{opened}"
+    );
+    assert!(opened.ends_with("-> forward"), "{opened}");
+    assert!(
+        trace.iter().any(|l| l.contains(":9999")
+            && l.contains("rule=default")
+            && l.ends_with("drop(policy_deny)")),
+        "the denied SYN and why:\n{}",
+        trace.join("\n")
+    );
+    assert!(trace
+        .iter()
+        .any(|l| l.contains("conn=found(TcpEstablished)")));
+}

@@ -24,6 +24,7 @@ pub mod handover;
 pub mod idle;
 pub mod pipeline;
 pub mod stats;
+pub mod trace;
 pub mod worker;
 pub mod zones;
 
@@ -76,6 +77,8 @@ pub struct EngineConfig {
     pub zones: ZoneConfig,
     /// Check TCP sequence windows.
     pub track_windows: bool,
+    /// Which packets a packet trace records when armed.
+    pub trace_filter: trace::TraceFilter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +108,7 @@ pub fn os_random_u64() -> std::io::Result<u64> {
 #[derive(Debug)]
 pub struct Engine {
     policy: Arc<PolicyHandle>,
+    tracer: Arc<trace::Tracer>,
     shared: Vec<Arc<SharedCounters>>,
     events: Vec<Arc<ArrayQueue<FlowEvent>>>,
     stop: Arc<AtomicBool>,
@@ -160,6 +164,7 @@ impl Engine {
         let policy = Arc::new(PolicyHandle::new(policy, nworkers));
         let zones = Arc::new(cfg.zones.clone());
         let mailboxes = Arc::new(handoff::Mailboxes::new(nworkers));
+        let tracer = Arc::new(trace::Tracer::new(nworkers, cfg.trace_filter));
         let stop = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
         let base_tsc = Eal::tsc();
@@ -202,6 +207,8 @@ impl Engine {
                 zones.clone(),
             )
             .map_err(|e| EngineError::Conntrack(e.to_string()))?;
+            let mut pipeline = pipeline;
+            pipeline.set_tracer(tracer.clone());
             workers.push(worker::Worker {
                 index: i,
                 wires,
@@ -251,6 +258,7 @@ impl Engine {
         drop(ready_tx);
         let mut engine = Engine {
             policy,
+            tracer,
             shared,
             events,
             stop,
@@ -288,6 +296,11 @@ impl Engine {
     /// Publish a new compiled policy; returns its generation.
     pub fn publish(&self, policy: CompiledPolicy) -> u64 {
         self.policy.publish(policy)
+    }
+
+    /// The packet trace: arm it, take what it recorded.
+    pub fn tracer(&self) -> &Arc<trace::Tracer> {
+        &self.tracer
     }
 
     /// The generation each worker reports enforcing.

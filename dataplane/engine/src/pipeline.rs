@@ -43,8 +43,17 @@ use crate::fragments::{DatagramKey, Fragments, Later, Release};
 use crate::handoff::FragmentVerdict;
 use crate::handover::PolicySnapshot;
 use crate::stats::{slot, EngineDrop, Fate, LocalCounters};
+use crate::trace::Tracer;
 use crate::zones::{Ingress, ZoneConfig};
 use crate::BURST;
+
+mod frag;
+mod judge;
+mod l2;
+mod place;
+mod trace_record;
+
+use place::*;
 
 /// Frames ahead whose first cache line is prefetched while parsing: hides the
 /// DRAM/LLC latency of packet data (a NIC writes it by DMA, so the first
@@ -125,6 +134,8 @@ pub struct Pipeline {
     origin: u16,
     /// First-fragment verdicts for the workers holding their datagrams.
     verdicts_out: Vec<(u16, FragmentVerdict)>,
+    /// Packet trace (see [`crate::trace`]), when the engine has one.
+    tracer: Option<Arc<Tracer>>,
     stage: [Stage; BURST],
     keys: [ConnKey; BURST],
     /// Which side of the key the packet's source is.
@@ -162,6 +173,7 @@ impl Pipeline {
             hops_left: 0,
             origin: cfg.worker,
             verdicts_out: Vec::with_capacity(BURST),
+            tracer: None,
             cfg,
             parse_cfg: ParseConfig::default(),
             ct,
@@ -233,18 +245,6 @@ impl Pipeline {
     /// The worker that received the current burst from the device.
     pub fn origin(&self) -> u16 {
         self.origin
-    }
-
-    /// Hand every first-fragment verdict owed to another worker to `f`.
-    pub fn take_verdicts(&mut self, mut f: impl FnMut(u16, FragmentVerdict)) {
-        for (to, v) in self.verdicts_out.drain(..) {
-            f(to, v);
-        }
-    }
-
-    /// A first fragment's verdict from the worker that judged it.
-    pub fn apply_verdict(&mut self, v: FragmentVerdict, now: u64) {
-        self.fragments.first(v.key, now, v.forward, v.first_len);
     }
 
     fn run_burst(
@@ -351,59 +351,14 @@ impl Pipeline {
             self.counters.drop(fate);
         }
         self.counters.conns = self.ct.len() as u64;
-    }
-
-    /// A first fragment was judged: its datagram's later fragments follow.
-    #[cold]
-    fn first_fragment(&mut self, p: &IpPacket, fate: Fate, now: u64) {
-        let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
-        let key = datagram_key(p);
-        let forward = fate == Fate::Forward;
-        self.fragments.first(key, now, forward, payload);
-        if self.origin != self.cfg.worker && self.verdicts_out.len() < self.verdicts_out.capacity()
-        {
-            let v = FragmentVerdict {
-                key,
-                forward,
-                first_len: payload,
-            };
-            self.verdicts_out.push((self.origin, v));
+        if self.tracer.as_ref().is_some_and(|t| t.armed()) {
+            self.trace_burst(snap, ingress, &frames[..n], &fates[..n], now);
         }
     }
 
-    /// A later fragment: its datagram's verdict, or held for it.
-    #[cold]
-    #[inline(never)]
-    fn later_fragment(&mut self, p: &IpPacket, now: u64) -> Fate {
-        let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
-        let offset = u32::from(p.frag.offset) * 8;
-        match self
-            .fragments
-            .later(datagram_key(p), offset, payload, p.frag.more, now)
-        {
-            Later::Forward => Fate::Forward,
-            Later::Drop => Fate::Engine(EngineDrop::Fragment),
-            Later::Overlap => Fate::Engine(EngineDrop::FragmentOverlap),
-            Later::Hold(slot) => Fate::Held(slot),
-            Later::NoRoom => Fate::Engine(EngineDrop::FragmentTimeout),
-        }
-    }
-
-    /// Release held fragments past their deadline, and hand every decided
-    /// hold slot to `f` with its fate (forward, or the drop it was counted
-    /// as). Call between bursts.
-    pub fn release_fragments(&mut self, now: u64, mut f: impl FnMut(u16, Fate)) {
-        self.fragments.expire(now);
-        let counters = &mut self.counters;
-        self.fragments.take_released(|slot, r| {
-            let fate = match r {
-                Release::Forward => Fate::Forward,
-                Release::Drop => Fate::Engine(EngineDrop::Fragment),
-                Release::Timeout => Fate::Engine(EngineDrop::FragmentTimeout),
-            };
-            counters.drop(fate);
-            f(slot, fate);
-        });
+    /// Record packets into `tracer` whenever it is armed.
+    pub fn set_tracer(&mut self, tracer: Arc<Tracer>) {
+        self.tracer = Some(tracer);
     }
 
     /// The table entry for packet `i`'s key: the batch result, unless a slow
@@ -492,292 +447,6 @@ impl Pipeline {
         }
     }
 
-    /// The first packet of a connection: place, judge, track.
-    #[cold]
-    #[inline(never)]
-    fn new_connection(
-        &mut self,
-        snap: &PolicySnapshot,
-        ingress: Ingress,
-        i: usize,
-        p: &IpPacket,
-        frame: &[u8],
-        now: u64,
-    ) -> Fate {
-        let len = frame.len() as u32;
-        let t = &p.tuple;
-        let policy = &snap.policy;
-        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
-        let src = match place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone) {
-            Ok(s) => s,
-            Err(PlaceError::Spoofed) => return Fate::Engine(EngineDrop::Spoofed),
-        };
-        if t.proto == PROTO_TCP && !tcp_may_open(p.tcp_flags) {
-            return Fate::Engine(EngineDrop::Invalid);
-        }
-        // A reply that answers no tracked request.
-        if matches!(p.icmp, IcmpClass::Query(q) if !q.is_request) {
-            return Fate::Engine(EngineDrop::Invalid);
-        }
-        let dst = place_dst(snap, t.dst);
-        let d = policy.decide(&FlowQuery {
-            src,
-            dst,
-            proto: t.proto,
-            port: t.svc,
-        });
-        let rule = rule_index(d.rule);
-        snap.count_rule(self.cfg.worker, rule);
-        let src_id = policy.segment_id(src).0;
-        let dst_id = policy.segment_id(dst).0;
-        let mut ev = FlowEvent {
-            kind: EventKind::Allowed,
-            time_ns: now,
-            worker: self.cfg.worker,
-            generation: snap.generation,
-            rule,
-            logged: d.log,
-            monitor: d.monitor,
-            src_segment: src_id,
-            dst_segment: dst_id,
-            tuple: *t,
-            side: Some(ingress.side),
-            packets: [1, 0],
-            bytes: [u64::from(len), 0],
-            duration_ns: 0,
-            repeats: 0,
-        };
-        if d.action == Action::Deny {
-            self.counters.add(slot::NEW_DENIED, 1);
-            ev.kind = EventKind::Denied;
-            self.emit_denied(ev);
-            return Fate::Engine(EngineDrop::PolicyDeny);
-        }
-        let new = NewConn {
-            initiator: self.key_side[i],
-            src_segment: src_id,
-            generation: snap.generation,
-            rule,
-            flags: verdict_flags(d.log, d.monitor),
-            bytes: len,
-            svc: t.svc,
-        };
-        let key = self.keys[i];
-        let hash = self.hashes[i];
-        let mut evicted: Option<Entry> = None;
-        self.changed = true;
-        let before = self.ct.counters();
-        let res = self.ct.insert(&key, hash, now, new, |e| evicted = Some(*e));
-        if let Some(e) = evicted {
-            let early = self.ct.counters().evicted_unreplied > before.evicted_unreplied;
-            let slot = if early {
-                slot::CONN_EVICTED
-            } else {
-                slot::CONN_EXPIRED
-            };
-            self.counters.add(slot, 1);
-            let ev = closed_event(snap, &e, EventKind::Closed, now, self.cfg.worker);
-            self.emit(ev);
-        }
-        match res {
-            Ok(id) => {
-                if t.proto == PROTO_TCP && self.ct.tracks_windows() {
-                    if let Some(seg) = segment(frame, p) {
-                        self.ct.open_window(id, &seg);
-                    }
-                }
-            }
-            Err(InsertError::Full) => return Fate::Engine(EngineDrop::TableFull),
-            Err(InsertError::SourceQuota) => return Fate::Engine(EngineDrop::SourceQuota),
-            Err(InsertError::SegmentQuota) => return Fate::Engine(EngineDrop::SegmentQuota),
-            Err(InsertError::Exists(_)) => return Fate::Engine(EngineDrop::Invalid),
-        }
-        if d.monitor {
-            self.counters.add(slot::NEW_MONITORED, 1);
-            ev.kind = EventKind::WouldDeny;
-        } else {
-            self.counters.add(slot::NEW_ALLOWED, 1);
-        }
-        self.emit(ev);
-        Fate::Forward
-    }
-
-    /// An ICMP informational message outside the query pairs (router
-    /// solicitation, multicast listener messages, redirects, ...): the rules
-    /// judge each one; nothing is tracked, so nothing passes back unasked.
-    #[cold]
-    #[inline(never)]
-    fn untracked(
-        &mut self,
-        snap: &PolicySnapshot,
-        ingress: Ingress,
-        p: &IpPacket,
-        len: u32,
-        now: u64,
-    ) -> Fate {
-        let t = &p.tuple;
-        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
-        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone) else {
-            return Fate::Engine(EngineDrop::Spoofed);
-        };
-        let dst = place_dst(snap, t.dst);
-        let d = snap.policy.decide(&FlowQuery {
-            src,
-            dst,
-            proto: t.proto,
-            port: t.svc,
-        });
-        if d.action == Action::Allow || d.monitor {
-            return Fate::Forward;
-        }
-        self.counters.add(slot::NEW_DENIED, 1);
-        let ev = FlowEvent {
-            kind: EventKind::Denied,
-            time_ns: now,
-            worker: self.cfg.worker,
-            generation: snap.generation,
-            rule: rule_index(d.rule),
-            logged: d.log,
-            monitor: false,
-            src_segment: snap.policy.segment_id(src).0,
-            dst_segment: snap.policy.segment_id(dst).0,
-            tuple: *t,
-            side: Some(ingress.side),
-            packets: [1, 0],
-            bytes: [u64::from(len), 0],
-            duration_ns: 0,
-            repeats: 0,
-        };
-        self.emit_denied(ev);
-        Fate::Engine(EngineDrop::PolicyDeny)
-    }
-
-    /// ARP: never judged by the rules, but a host may only announce an
-    /// address of its own segment (the same anti-spoofing as IP). An ARP
-    /// probe (sender 0.0.0.0, RFC 5227) announces nothing.
-    #[cold]
-    #[inline(never)]
-    fn arp(&mut self, snap: &PolicySnapshot, ingress: Ingress, a: &Arp) -> Fate {
-        let vlan = placement_vlan(a.outer_vlan, a.vlan);
-        let zone = self.ingress_zone(snap, ingress, a.outer_vlan, a.vlan);
-        if a.sender != 0 && snap.policy.place_src_v4(vlan, a.sender, zone).is_err() {
-            return Fate::Engine(EngineDrop::ArpSpoofed);
-        }
-        self.counters.add(slot::PASSED_L2, 1);
-        Fate::Forward
-    }
-
-    /// IPv6 neighbour discovery (validated by the parser): the source and an
-    /// advertisement's target pass the same anti-spoofing as IP; router
-    /// advertisements pass only from router zones (RA guard, RFC 6105).
-    #[cold]
-    #[inline(never)]
-    fn nd(&mut self, snap: &PolicySnapshot, ingress: Ingress, frame: &[u8], p: &IpPacket) -> Fate {
-        let t = &p.tuple;
-        if t.svc == ND_ROUTER_ADVERTISEMENT
-            && !self.zones.is_router_zone(ingress, p.outer_vlan, p.vlan)
-        {
-            return Fate::Engine(EngineDrop::RaGuard);
-        }
-        let vlan = placement_vlan(p.outer_vlan, p.vlan);
-        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
-        let announces = |a: Addr| a != 0 && snap.policy.place_src_v6(vlan, a, zone).is_err();
-        if announces(t.src) {
-            return Fate::Engine(EngineDrop::NdSpoofed);
-        }
-        if t.svc == ND_NEIGHBOR_ADVERTISEMENT
-            && bulkhead_packet::nd_target(frame, p).is_some_and(announces)
-        {
-            return Fate::Engine(EngineDrop::NdSpoofed);
-        }
-        self.counters.add(slot::PASSED_L2, 1);
-        Fate::Forward
-    }
-
-    /// A tracked connection judged under an older policy generation: judge it
-    /// again as its initiator opened it. `None` when it may continue.
-    #[cold]
-    #[inline(never)]
-    fn rejudge(&mut self, snap: &PolicySnapshot, id: EntryId, now: u64) -> Option<Fate> {
-        let e = *self.ct.entry(id)?;
-        let key = e.key();
-        let init = key.endpoint(e.initiator());
-        let resp = key.endpoint(e.initiator().other());
-        let policy = &snap.policy;
-        let src = initiator_segment(snap, key.domain(), init.addr);
-        let dst = place_dst(snap, resp.addr);
-        let proto = key.proto();
-        let d = policy.decide(&FlowQuery {
-            src,
-            dst,
-            proto,
-            port: e.svc(),
-        });
-        self.counters.add(slot::REJUDGED, 1);
-        let rule = rule_index(d.rule);
-        if d.action == Action::Deny {
-            self.close(snap, id, EventKind::Revoked, now);
-            return Some(Fate::Engine(EngineDrop::Revoked));
-        }
-        self.ct
-            .set_judgement(id, snap.generation, rule, verdict_flags(d.log, d.monitor));
-        None
-    }
-
-    /// An ICMP error: related to a tracked connection passes; otherwise the
-    /// rules judge it like a new flow (never tracked). Related means: it goes
-    /// back to the sender of the packet it quotes, it is not a redirect, and
-    /// the quoted connection is live and allowed under the current policy.
-    #[cold]
-    #[inline(never)]
-    fn icmp_error(
-        &mut self,
-        snap: &PolicySnapshot,
-        ingress: Ingress,
-        i: usize,
-        p: &IpPacket,
-        now: u64,
-    ) -> Fate {
-        let t = &p.tuple;
-        let back_to_sender = p.icmp_error.is_some_and(|q| q.tuple.src == t.dst);
-        let redirect = t.proto == ICMP && t.svc == ICMP_REDIRECT;
-        if back_to_sender && !redirect {
-            if let Some(id) = self.looked_up(i) {
-                let (expired, current) = self.status(id, snap, now);
-                if !expired {
-                    if current {
-                        return Fate::Forward;
-                    }
-                    return match self.rejudge(snap, id, now) {
-                        None => Fate::Forward,
-                        Some(fate) => fate,
-                    };
-                }
-            }
-            // Hashed by its outer addresses: the connection it quotes may
-            // be another worker's.
-            if self.hops_left > 0 {
-                return Fate::HandOff;
-            }
-        }
-        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
-        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone) else {
-            return Fate::Engine(EngineDrop::Spoofed);
-        };
-        let dst = place_dst(snap, t.dst);
-        let d = snap.policy.decide(&FlowQuery {
-            src,
-            dst,
-            proto: t.proto,
-            port: t.svc,
-        });
-        if d.action == Action::Allow {
-            Fate::Forward
-        } else {
-            Fate::Engine(EngineDrop::IcmpUnrelated)
-        }
-    }
-
     /// Remove a connection and report it.
     #[cold]
     fn close(&mut self, snap: &PolicySnapshot, id: EntryId, kind: EventKind, now: u64) {
@@ -824,92 +493,6 @@ impl Pipeline {
             self.counters.add(slot::EVENTS_DROPPED, 1);
         }
     }
-
-    /// The zone a frame entered in, as bits of the snapshot's policy; `None`
-    /// when the policy binds no segment to zones (nothing to check).
-    #[inline]
-    fn ingress_zone(
-        &self,
-        snap: &PolicySnapshot,
-        ingress: Ingress,
-        outer: Option<u16>,
-        inner: Option<u16>,
-    ) -> Option<ZoneMask> {
-        if !snap.policy.has_zones() {
-            return None;
-        }
-        Some(
-            self.zones
-                .zone_of(ingress, outer, inner)
-                .map_or(0, |z| snap.policy.zone_mask(z)),
-        )
-    }
-
-    /// A denial event, folded with its repeats and rate-limited (see [`crate::fold`]).
-    #[cold]
-    fn emit_denied(&mut self, mut ev: FlowEvent) {
-        if !wants(self.cfg.event_mode, &ev) {
-            return;
-        }
-        let t = &ev.tuple;
-        match self
-            .folder
-            .denied(t.src, ev.dst_segment, t.proto, t.svc, ev.time_ns)
-        {
-            FoldVerdict::Report { repeats } => {
-                ev.repeats = repeats;
-                self.emit(ev);
-            }
-            FoldVerdict::Suppress => self.counters.add(slot::EVENTS_SUPPRESSED, 1),
-        }
-    }
-}
-
-/// The rule index an event and the counters use for a decision.
-#[inline]
-fn rule_index(r: RuleRef) -> u32 {
-    match r {
-        RuleRef::Rule(r) => r,
-        RuleRef::Default => RULE_DEFAULT,
-    }
-}
-
-/// The connection flags of a verdict.
-#[inline]
-fn verdict_flags(log: bool, monitor: bool) -> ConnFlags {
-    let mut flags = ConnFlags::NONE;
-    if log {
-        flags = flags | ConnFlags::LOG;
-    }
-    if monitor {
-        flags = flags | ConnFlags::MONITOR;
-    }
-    flags
-}
-
-/// The request type a quoted ICMP query is tracked under (0 for others).
-#[inline]
-fn quoted_icmp_type(t: &FlowTuple) -> u8 {
-    let icmp = if t.v6 { 58 } else { ICMP };
-    if t.proto != icmp {
-        return 0;
-    }
-    u8::try_from(t.svc)
-        .ok()
-        .and_then(|ty| icmp_query(t.v6, ty))
-        .map_or(0, |q| q.request_type)
-}
-
-/// The VLAN that places a frame in a segment: the only tag of a
-/// single-tagged frame. A QinQ frame is placed by address (a segment's
-/// `vlans` are single tags; its domain still keeps its connections apart).
-#[inline]
-fn placement_vlan(outer: Option<u16>, inner: Option<u16>) -> Option<u16> {
-    if outer.is_some() {
-        None
-    } else {
-        inner
-    }
 }
 
 /// Queue the "closed" event of an entry leaving the table (expiry, flush).
@@ -937,81 +520,6 @@ fn wants(mode: EventMode, ev: &FlowEvent) -> bool {
             EventKind::Denied | EventKind::WouldDeny | EventKind::Revoked => true,
             EventKind::Allowed | EventKind::Closed => ev.logged || ev.monitor,
         },
-    }
-}
-
-#[inline]
-fn place_dst(snap: &PolicySnapshot, a: Addr) -> SegIdx {
-    match addr_to_v4(a) {
-        Some(v4) => snap.policy.place_dst_v4(v4),
-        None => snap.policy.place_dst_v6(a),
-    }
-}
-
-#[inline]
-fn place_src(
-    snap: &PolicySnapshot,
-    vlan: Option<u16>,
-    a: Addr,
-    zone: Option<ZoneMask>,
-) -> Result<SegIdx, PlaceError> {
-    match addr_to_v4(a) {
-        Some(v4) => snap.policy.place_src_v4(vlan, v4, zone),
-        None => snap.policy.place_src_v6(vlan, a, zone),
-    }
-}
-
-/// The TCP segment of a packet, for window tracking.
-#[inline]
-fn segment(frame: &[u8], p: &IpPacket) -> Option<Segment> {
-    let s = tcp_seq(frame, p)?;
-    Some(Segment {
-        flags: p.tcp_flags,
-        seq: s.seq,
-        ack: s.ack,
-        window: s.window,
-        wscale: s.wscale,
-        len: s.payload,
-    })
-}
-
-/// The datagram a fragment belongs to.
-#[inline]
-fn datagram_key(p: &IpPacket) -> DatagramKey {
-    DatagramKey {
-        domain: vlan_domain(p.outer_vlan, p.vlan),
-        src: p.tuple.src,
-        dst: p.tuple.dst,
-        proto: if p.tuple.v6 { 0 } else { p.tuple.proto },
-        id: p.frag.id,
-    }
-}
-
-/// The connection key of a flow seen in a frame of VLAN `domain`.
-#[inline]
-fn conn_key(domain: u32, t: &FlowTuple, icmp_type: u8) -> (ConnKey, KeySide) {
-    ConnKey::new(
-        domain,
-        Endpoint {
-            addr: t.src,
-            port: t.sport,
-        },
-        Endpoint {
-            addr: t.dst,
-            port: t.dport,
-        },
-        t.proto,
-        icmp_type,
-    )
-}
-
-/// Segment of a connection's initiator under `snap`, as the rules place a
-/// source: the VLAN's segment if listed, else the longest prefix.
-fn initiator_segment(snap: &PolicySnapshot, domain: u32, addr: Addr) -> SegIdx {
-    let (outer, inner) = domain_vlans(domain);
-    match placement_vlan(outer, inner).and_then(|v| snap.policy.vlan_segment(v)) {
-        Some(s) => s,
-        None => place_dst(snap, addr),
     }
 }
 

@@ -102,6 +102,7 @@ fn engine(w: &Wire, capacity: usize) -> Engine {
         fold: bulkhead_engine::fold::FoldConfig::default(),
         zones: bulkhead_engine::zones::ZoneConfig::default(),
         track_windows: true,
+        trace_filter: bulkhead_engine::trace::TraceFilter::default(),
     };
     Engine::start(eal(), cfg, compile(POLICY)).expect("engine starts")
 }
@@ -370,6 +371,7 @@ fn two_workers_each_own_their_queue_of_every_port() {
         fold: bulkhead_engine::fold::FoldConfig::default(),
         zones: bulkhead_engine::zones::ZoneConfig::default(),
         track_windows: true,
+        trace_filter: bulkhead_engine::trace::TraceFilter::default(),
     };
     let engine = Engine::start(e, cfg, compile(POLICY)).expect("engine starts");
     let put = |r: &Ring, frames: &[Vec<u8>]| {
@@ -518,6 +520,7 @@ fn related_packets_reaching_the_wrong_worker_are_handed_to_the_owner() {
         fold: bulkhead_engine::fold::FoldConfig::default(),
         zones: bulkhead_engine::zones::ZoneConfig::default(),
         track_windows: true,
+        trace_filter: bulkhead_engine::trace::TraceFilter::default(),
     };
     let engine = Engine::start(e, cfg, compile(POLICY)).expect("engine starts");
     let put = |r: &Ring, frames: &[Vec<u8>]| {
