@@ -45,13 +45,7 @@ pub enum Mode {
 }
 
 /// IANA protocol numbers used by service specs.
-pub mod proto {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const ICMPV6: u8 = 58;
-    pub const SCTP: u8 = 132;
-}
+pub use bulkhead_packet::proto;
 
 /// One protocol spec of a service, resolved. Port and type ranges are inclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

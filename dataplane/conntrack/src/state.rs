@@ -9,10 +9,7 @@ pub use bulkhead_packet::tcp_flags;
 
 use tcp_flags::{ACK, FIN, RST, SYN};
 
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMPV6: u8 = 58;
+use bulkhead_packet::proto::{ICMP as PROTO_ICMP, ICMPV6 as PROTO_ICMPV6, TCP as PROTO_TCP, UDP as PROTO_UDP};
 
 /// Direction of a packet relative to the connection: `Original` is from the
 /// initiator (the endpoint whose packet created the entry).

@@ -1,7 +1,7 @@
 use super::*;
 use crate::key::Endpoint;
 use crate::state::tcp_flags::{ACK, FIN, RST, SYN};
-use crate::state::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use bulkhead_packet::proto::{ICMP as PROTO_ICMP, TCP as PROTO_TCP, UDP as PROTO_UDP};
 use bulkhead_packet::flow::v4_to_addr;
 use core::time::Duration;
 

@@ -45,8 +45,9 @@ pub enum EventMode {
     Off,
 }
 
-/// Rule reference inside an event: `u32::MAX` is the policy default.
-pub const RULE_DEFAULT: u32 = u32::MAX;
+/// Rule reference inside an event: `u32::MAX` is the policy default (the
+/// connection table's, so entries and events agree).
+pub use bulkhead_conntrack::RULE_DEFAULT;
 
 /// One flow event. `Copy` and allocation-free so workers can emit it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -61,7 +61,6 @@ use place::*;
 /// `benches/benches/pipeline.rs`.
 const DATA_PREFETCH_DISTANCE: usize = 4;
 
-const ICMP: u8 = 1;
 /// ICMP redirect: changes a host's routing, never accepted as "related".
 const ICMP_REDIRECT: u16 = 5;
 /// ICMPv6 router advertisement (RA guard).
@@ -69,7 +68,7 @@ const ND_ROUTER_ADVERTISEMENT: u16 = 134;
 /// ICMPv6 neighbour advertisement (announces its target address).
 const ND_NEIGHBOR_ADVERTISEMENT: u16 = 136;
 
-const PROTO_TCP: u8 = 6;
+use bulkhead_packet::proto::{ICMP, TCP as PROTO_TCP};
 
 /// Pipeline settings.
 #[derive(Debug, Clone, Copy)]

@@ -407,7 +407,7 @@ fn parse_arp(frame: &[u8], l2: &L2) -> Result<Parsed, DropReason> {
 /// (RFC 4291 section 2.5.5.2, RFC 6052 section 5.1).
 #[inline(always)]
 fn is_v4_mapped(a: Addr) -> bool {
-    a >> 32 == 0xffff
+    crate::flow::addr_to_v4(a).is_some()
 }
 
 /// What both IP versions hand to the transport parser.
