@@ -7,8 +7,8 @@
 //! - a frame longer than `framesz` minus the `TPACKET_V2` header (66 bytes before the MAC
 //!   header of an Ethernet frame) is silently truncated by the kernel (`tpacket_rcv`), and the
 //!   PMD hands the truncated frame on (`tp_snaplen`, never `tp_len`);
-//! - it copies each frame into one mbuf without checking the mbuf's size (`eth_af_packet_rx`),
-//!   so the pool's buffers must hold `framesz` minus the header (52 bytes at least);
+//! - it copies each frame into one mbuf (`eth_af_packet_rx`), and refuses at RX queue set-up
+//!   a pool whose buffers hold less than `framesz` minus 32 bytes (`eth_rx_queue_setup`);
 //! - it addresses RX frame `i` at `i * framesz` from the start of the ring, so frames must tile
 //!   the blocks exactly (`blocksz` a multiple of `framesz`); the kernel wants `blocksz` a
 //!   multiple of the page size, `framesz` a multiple of 16 and `framecnt` a multiple of the
@@ -22,9 +22,9 @@ use bulkhead_dpdk::max_frame_len;
 
 /// The driver's device-name prefix.
 pub const PREFIX: &str = "net_af_packet";
-/// `TPACKET2_HDRLEN` (the tpacket2 header and a `sockaddr_ll`): the least the kernel puts in
-/// front of a frame's data in a ring frame.
-pub const TPACKET2_HDRLEN: u32 = 52;
+/// `TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)`: what the PMD's `eth_rx_queue_setup`
+/// subtracts from `framesz` to get the mbuf space it insists on.
+pub const PMD_FRAME_HEADER: u32 = 32;
 /// Offset of the MAC header of an Ethernet frame in a `TPACKET_V2` ring frame:
 /// `TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14`.
 pub const MAC_OFFSET: u32 = 66;
@@ -49,9 +49,9 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// Most bytes the PMD copies into one mbuf.
+    /// The mbuf space the PMD requires (and the most it copies into one mbuf).
     pub fn frame_room(&self) -> u32 {
-        self.framesz - TPACKET2_HDRLEN
+        self.framesz - PMD_FRAME_HEADER
     }
 
     /// Longest Ethernet frame the ring holds untruncated.

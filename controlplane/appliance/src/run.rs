@@ -151,8 +151,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             *field = secs(v);
         }
     }
-    // The af_packet PMD copies up to its frame size into one mbuf, unchecked: the pool's
-    // buffers must hold that much.
+    // The af_packet PMD copies up to its frame size into one mbuf and refuses a pool whose
+    // buffers cannot hold that much.
     let mut rx_frame_room = 0;
     for w in &cfg.dataplane.wire {
         for dev in [&w.a, &w.b] {

@@ -61,8 +61,8 @@ pub struct EngineConfig {
     /// counted as ingress drops (`oversize`).
     pub mtu: u16,
     /// Bytes of frame data each mbuf must hold, when a device may write more than the MTU
-    /// needs (`net_af_packet` copies up to its ring's frame size into one mbuf, unchecked).
-    /// 0: what the MTU needs.
+    /// needs (`net_af_packet` copies up to its ring's frame size into one mbuf, and refuses
+    /// smaller buffers). 0: what the MTU needs.
     pub rx_frame_room: u32,
     pub idle: IdleMode,
     pub pass_non_ip: bool,
