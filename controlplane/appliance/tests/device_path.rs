@@ -184,6 +184,10 @@ fn kernel_ring_drops_are_counted_and_account_for_the_flood() {
         "a 16-frame ring overruns under a flood:\n{log}"
     );
     let accounted = received + dropped + oversize;
+    eprintln!(
+        "veth-a received {arrived}; bulkheadd received {received}, kernel ring dropped \
+         {dropped}, oversize {oversize}"
+    );
     // Frames still in the ring at stop, or counted by the interface between our reads, are
     // the only slack.
     let slack = arrived / 100 + 32;
