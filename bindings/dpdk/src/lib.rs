@@ -13,6 +13,7 @@
 //! - Per-packet accessors read the `rte_mbuf` layout from Rust; the C shim is called once per
 //!   burst. Layout tests compare the fields read with the C compiler's offsets.
 
+mod af_packet;
 mod eal;
 mod error;
 mod mbuf;
@@ -25,5 +26,8 @@ pub use eal::{Eal, LcoreGuard};
 pub use error::{strerror, DpdkError};
 pub use mbuf::{Drain, Mbuf, MbufBurst};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM, MAX_CACHE_SIZE, MBUF_HEADROOM};
-pub use port::{LinkStatus, Port, PortConfig, PortId, PortStats, RssState, RxQueue, TxQueue};
+pub use port::{
+    max_frame_len, IngressDrops, LinkStatus, Port, PortConfig, PortId, PortStats, RssState,
+    RxQueue, TxQueue, DEFAULT_MTU, FRAME_OVERHEAD,
+};
 pub use ring::Ring;

@@ -33,6 +33,7 @@ pub struct Mempool {
 struct MempoolInner {
     ptr: NonNull<sys::rte_mempool>,
     name: String,
+    data_room: u16,
     eal: ManuallyDrop<Arc<EalInner>>,
 }
 
@@ -103,6 +104,7 @@ impl Mempool {
             inner: Arc::new(MempoolInner {
                 ptr,
                 name: name.to_owned(),
+                data_room,
                 eal: ManuallyDrop::new(Arc::clone(&eal.inner)),
             }),
         })
@@ -111,6 +113,17 @@ impl Mempool {
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Bytes of each buffer, headroom included (as given to [`Mempool::new`]).
+    pub fn data_room(&self) -> u16 {
+        self.inner.data_room
+    }
+
+    /// Bytes of packet data one buffer holds after the headroom: the longest frame a device
+    /// can receive into one segment of this pool.
+    pub fn frame_room(&self) -> u16 {
+        self.inner.data_room - MBUF_HEADROOM
     }
 
     /// Buffers available (in the pool and in the per-lcore caches).

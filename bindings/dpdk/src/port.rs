@@ -3,10 +3,12 @@
 use std::cell::Cell;
 use std::ffi::{c_char, CStr};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bulkhead_dpdk_sys as sys;
 
+use crate::af_packet::{self, KernelSockets};
 use crate::eal::{Eal, EalInner};
 use crate::error::{c_name, DpdkError};
 use crate::mbuf::MbufBurst;
@@ -39,6 +41,22 @@ pub struct PortConfig {
     pub rss_symmetric: bool,
     /// Receive frames for every destination MAC (a bump-in-the-wire needs this).
     pub promiscuous: bool,
+    /// Largest IP packet (L3 MTU) the port must carry. Frames longer than
+    /// [`max_frame_len`]`(mtu)`, or in more than one segment, are dropped at RX and counted
+    /// ([`IngressDrops::oversize`]). The pool's buffers must hold such a frame in one segment.
+    pub mtu: u16,
+}
+
+/// The Ethernet MTU DPDK and Linux default to.
+pub const DEFAULT_MTU: u16 = 1500;
+
+/// Bytes of a frame beyond its IP packet: the Ethernet header and up to two VLAN tags (QinQ).
+/// DPDK strips the FCS.
+pub const FRAME_OVERHEAD: u16 = 14 + 2 * 4;
+
+/// The longest frame a port configured for `mtu` accepts.
+pub const fn max_frame_len(mtu: u16) -> u32 {
+    mtu as u32 + FRAME_OVERHEAD as u32
 }
 
 impl Default for PortConfig {
@@ -50,6 +68,7 @@ impl Default for PortConfig {
             tx_desc: 1024,
             rss_symmetric: false,
             promiscuous: false,
+            mtu: DEFAULT_MTU,
         }
     }
 }
@@ -79,6 +98,45 @@ pub struct LinkStatus {
     pub up: bool,
     /// Speed in Mbit/s, 0 if unknown.
     pub speed_mbps: u32,
+}
+
+/// Frames a port received but no worker saw: dropped by the device, the kernel or the RX path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IngressDrops {
+    /// `rte_eth_stats.imissed`: the device's RX queues were full.
+    pub missed: u64,
+    /// `rte_eth_stats.rx_nombuf`: no mbuf to receive into.
+    pub no_mbuf: u64,
+    /// `rte_eth_stats.ierrors`: erroneous frames.
+    pub rx_errors: u64,
+    /// Longer than the port's [`max_frame_len`], or in several segments (dropped by
+    /// [`RxQueue::rx_burst`]). On `net_af_packet` this includes frames the kernel truncated to
+    /// the ring's frame size.
+    pub oversize: u64,
+    /// `net_af_packet` only: frames the kernel dropped because the socket's RX ring was full
+    /// (`PACKET_STATISTICS` `tp_drops`; DPDK 22.11's PMD does not report them in `imissed`).
+    pub kernel_ring: Option<u64>,
+}
+
+impl IngressDrops {
+    /// Every reason with its metric label, `kernel_ring` only where the port has it.
+    pub fn reasons(&self) -> Vec<(&'static str, u64)> {
+        let mut v = vec![
+            ("missed", self.missed),
+            ("no_mbuf", self.no_mbuf),
+            ("rx_errors", self.rx_errors),
+            ("oversize", self.oversize),
+        ];
+        if let Some(k) = self.kernel_ring {
+            v.push(("kernel_ring", k));
+        }
+        v
+    }
+
+    /// The sum over reasons.
+    pub fn total(&self) -> u64 {
+        self.reasons().iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// Basic port counters (`rte_eth_stats`).
@@ -135,6 +193,12 @@ struct PortInner {
     name: String,
     rss: RssState,
     promiscuous: bool,
+    /// Longest frame accepted at RX.
+    max_frame: u32,
+    /// Frames dropped at RX as oversize, per queue (written by that queue's owner only).
+    rx_oversize: Vec<AtomicU64>,
+    /// `net_af_packet`: the PMD's packet sockets, for kernel ring drops.
+    kernel: Option<KernelSockets>,
     _pool: Mempool,
     _eal: Arc<EalInner>,
 }
@@ -287,8 +351,74 @@ impl Port {
             });
         }
 
+        let driver = if info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a non-NULL driver name is the PMD's static NUL-terminated string.
+            unsafe { CStr::from_ptr(info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let max_frame = max_frame_len(cfg.mtu);
+        if u32::from(pool.frame_room()) < max_frame {
+            return Err(DpdkError::InvalidConfig {
+                object: object(),
+                reason: format!(
+                    "MTU {} needs frames of up to {max_frame} bytes in one buffer; the buffers of \
+                     mempool {:?} hold {}",
+                    cfg.mtu,
+                    pool.name(),
+                    pool.frame_room()
+                ),
+            });
+        }
+
         // SAFETY: rte_eth_conf is plain data; all-zero means "defaults, no offloads".
         let mut conf: sys::rte_eth_conf = unsafe { std::mem::zeroed() };
+        let af_packet = driver == af_packet::DRIVER;
+        if af_packet {
+            // ethdev would refuse any MTU above 1500 (see `af_packet`): the ethdev MTU stays at
+            // its default and the interface's MTU is raised instead. The frame size the PMD
+            // was probed with (`framesz=`) is the caller's to choose.
+            let iface = af_packet::interface_name(info.if_index).ok_or_else(|| {
+                DpdkError::InvalidConfig {
+                    object: object(),
+                    reason: format!("no network interface with index {}", info.if_index),
+                }
+            })?;
+            af_packet::ensure_mtu(&iface, cfg.mtu).map_err(|reason| DpdkError::InvalidConfig {
+                object: object(),
+                reason,
+            })?;
+        } else if cfg.mtu != DEFAULT_MTU {
+            // The check ethdev makes in rte_eth_dev_configure, made here to name the limits.
+            let overhead =
+                if info.max_mtu != u16::MAX && info.max_rx_pktlen > u32::from(info.max_mtu) {
+                    info.max_rx_pktlen - u32::from(info.max_mtu)
+                } else {
+                    14 + 4
+                };
+            if cfg.mtu < info.min_mtu
+                || cfg.mtu > info.max_mtu
+                || u32::from(cfg.mtu) + overhead > info.max_rx_pktlen
+            {
+                return Err(DpdkError::InvalidConfig {
+                    object: object(),
+                    reason: format!(
+                        "the device cannot take MTU {}: it accepts {}..={} and frames of up to \
+                         {} bytes",
+                        cfg.mtu,
+                        info.min_mtu,
+                        info.max_mtu.min(
+                            u16::try_from(info.max_rx_pktlen.saturating_sub(overhead))
+                                .unwrap_or(u16::MAX)
+                        ),
+                        info.max_rx_pktlen
+                    ),
+                });
+            }
+            conf.rxmode.mtu = u32::from(cfg.mtu);
+        }
         let key_len = if info.hash_key_size == 0 {
             40
         } else {
@@ -366,6 +496,8 @@ impl Port {
         check(|| format!("rte_eth_dev_start({})", object()), ret)?;
         // SAFETY: valid port.
         let promiscuous = unsafe { sys::rte_eth_promiscuous_get(id) } == 1;
+        // The PMD opened its sockets at probe; they live until the port is closed.
+        let kernel = af_packet.then(|| KernelSockets::find(info.if_index));
         claim.armed = false;
         Ok(Port {
             inner: Arc::new(PortInner {
@@ -373,6 +505,9 @@ impl Port {
                 name,
                 rss,
                 promiscuous,
+                max_frame,
+                rx_oversize: (0..cfg.rx_queues).map(|_| AtomicU64::new(0)).collect(),
+                kernel,
                 _pool: pool.clone(),
                 _eal: Arc::clone(&eal.inner),
             }),
@@ -418,6 +553,7 @@ impl Port {
         Ok(RxQueue {
             port: Arc::clone(&self.inner),
             port_id: self.inner.id,
+            max_frame: self.inner.max_frame,
             queue,
             _not_sync: PhantomData,
         })
@@ -471,6 +607,34 @@ impl Port {
             ierrors: s.ierrors,
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
+        })
+    }
+
+    /// The longest frame this port accepts at RX.
+    pub fn max_frame_len(&self) -> u32 {
+        self.inner.max_frame
+    }
+
+    /// `net_af_packet`: how many of the PMD's kernel sockets were found (drops are read from
+    /// them); `None` for other devices.
+    pub fn kernel_sockets(&self) -> Option<usize> {
+        self.inner.kernel.as_ref().map(KernelSockets::len)
+    }
+
+    /// Frames received by the device, kernel or RX path that no worker saw.
+    pub fn ingress_drops(&self) -> Result<IngressDrops, DpdkError> {
+        let s = self.stats()?;
+        Ok(IngressDrops {
+            missed: s.imissed,
+            no_mbuf: s.rx_nombuf,
+            rx_errors: s.ierrors,
+            oversize: self
+                .inner
+                .rx_oversize
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum(),
+            kernel_ring: self.inner.kernel.as_ref().map(KernelSockets::drops),
         })
     }
 
@@ -572,14 +736,54 @@ fn port_name(id: u16) -> Result<String, DpdkError> {
 pub struct RxQueue {
     port: Arc<PortInner>,
     port_id: u16,
+    max_frame: u32,
     queue: u16,
     _not_sync: PhantomData<Cell<()>>,
 }
 
 impl RxQueue {
-    /// Receive up to `burst.spare()` packets, appended to `burst`. Returns how many.
+    /// Receive up to `burst.spare()` packets, appended to `burst`. Returns how many. Frames
+    /// longer than the port's [`max_frame_len`] or in more than one segment are freed and
+    /// counted instead ([`IngressDrops::oversize`]): every frame handed on is one slice.
     #[inline]
     pub fn rx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
+        let before = burst.len();
+        let n = self.rx_raw(burst);
+        let max = self.max_frame as usize;
+        let fits = |m: &crate::Mbuf| m.len() <= max && m.nb_segs() == 1;
+        if burst.as_slice()[before..].iter().all(fits) {
+            return n;
+        }
+        self.drop_oversize(burst, before, n)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_oversize<const N: usize>(
+        &mut self,
+        burst: &mut MbufBurst<N>,
+        before: usize,
+        n: usize,
+    ) -> usize {
+        let max = self.max_frame as usize;
+        let mut i = 0usize;
+        burst.retain_mut(|m| {
+            let keep = i < before || (m.len() <= max && m.nb_segs() == 1);
+            i += 1;
+            keep
+        });
+        let kept = burst.len() - before;
+        let slot = &self.port.rx_oversize[usize::from(self.queue)];
+        // Single writer (this queue's owner): a plain add, read by stats off the hot path.
+        slot.store(
+            slot.load(Ordering::Relaxed) + (n - kept) as u64,
+            Ordering::Relaxed,
+        );
+        kept
+    }
+
+    #[inline]
+    fn rx_raw<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
         let (slots, spare) = burst.spare_raw();
         // SAFETY: this handle is the only user of (port, queue) (taken once, !Sync, &mut self);
         // the port is started (stop refuses while handles live) and open (we hold it);

@@ -174,6 +174,11 @@ pub struct DataplaneConfig {
     pub rx_desc: u16,
     #[serde(default = "default_desc")]
     pub tx_desc: u16,
+    /// Largest IP packet every port carries (68..=9216; frames may add an
+    /// Ethernet header and two VLAN tags). Longer frames are dropped and
+    /// counted as ingress drops (`oversize`).
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
     #[serde(default)]
     pub idle: IdleConfig,
     /// Forward non-IP frames other than ARP (default: drop and count).
@@ -205,6 +210,13 @@ fn default_mbuf_cache() -> u32 {
 fn default_desc() -> u16 {
     1024
 }
+fn default_mtu() -> u32 {
+    u32::from(bulkhead_dpdk::DEFAULT_MTU)
+}
+
+/// The MTUs `dataplane.mtu` accepts: IPv4's minimum to the largest jumbo frame commonly
+/// configured.
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=9216;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -349,6 +361,15 @@ fn default_queue() -> usize {
 }
 
 impl Config {
+    /// `dataplane.mtu`, once validated (out-of-range values read as the default).
+    pub fn mtu(&self) -> u16 {
+        if MTU_RANGE.contains(&self.dataplane.mtu) {
+            self.dataplane.mtu as u16
+        } else {
+            bulkhead_dpdk::DEFAULT_MTU
+        }
+    }
+
     /// The dataplane's zone bindings.
     pub fn zones(&self) -> bulkhead_engine::zones::ZoneConfig {
         use bulkhead_engine::zones::{SideZones, ZoneConfig};
@@ -475,6 +496,26 @@ impl Config {
                 "dataplane.mbuf_cache",
                 format!("{} exceeds DPDK's 512", d.mbuf_cache),
             );
+        }
+        if !MTU_RANGE.contains(&d.mtu) {
+            return bad(
+                "dataplane.mtu",
+                format!(
+                    "{} is outside {}..={}",
+                    d.mtu,
+                    MTU_RANGE.start(),
+                    MTU_RANGE.end()
+                ),
+            );
+        }
+        for w in &d.wire {
+            for dev in [&w.a, &w.b] {
+                if crate::af_packet::is_af_packet(dev) {
+                    if let Err(e) = crate::af_packet::geometry(dev, self.mtu()) {
+                        return bad("dataplane.wire", format!("{dev:?}: {e}"));
+                    }
+                }
+            }
         }
         for (key, v) in [
             ("dataplane.rx_desc", d.rx_desc),
@@ -629,6 +670,41 @@ wire = [{ a = "net_ring0", b = "net_ring1" }]
             .unwrap_err()
             .to_string();
         assert!(e.contains("dataplane.wire"), "{e}");
+    }
+
+    #[test]
+    fn mtu_is_checked_by_key() {
+        let c = Config::parse(MINIMAL, Path::new("b.toml")).unwrap();
+        assert_eq!(c.mtu(), 1500);
+        for bad in [0, 67, 9217, 70000] {
+            let text = MINIMAL.replace("[dataplane]", &format!("[dataplane]\nmtu = {bad}"));
+            let e = Config::parse(&text, Path::new("b.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("dataplane.mtu") && e.contains("68..=9216"),
+                "{e}"
+            );
+        }
+        let text = MINIMAL.replace("[dataplane]", "[dataplane]\nmtu = 9000");
+        assert_eq!(
+            Config::parse(&text, Path::new("b.toml")).unwrap().mtu(),
+            9000
+        );
+        let af = r#"
+[policy]
+file = "p.yaml"
+[dataplane]
+mtu = 9000
+wire = [{ a = "net_af_packet0,iface=a,framesz=2048", b = "net_af_packet1,iface=b" }]
+"#;
+        let e = Config::parse(af, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dataplane.wire") && e.contains("framesz=2048"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! engine and the control loop (signals, publishing policies, counters,
 //! shutdown); [`reload`] reads and compiles policy documents off that loop;
 //! [`events`] renders flow events and owns the output file;
-//! [`event_writer`] writes them on their own thread; [`trace`] renders the
-//! packet trace SIGUSR2 prints.
+//! [`event_writer`] writes them on their own thread; [`af_packet`] sizes the
+//! rings of `net_af_packet` ports for the MTU; [`trace`] renders the packet
+//! trace SIGUSR2 prints.
 #![forbid(unsafe_code)]
 
+pub mod af_packet;
 pub mod config;
 pub mod event_writer;
 pub mod events;

@@ -63,6 +63,12 @@ struct Args {
     /// Print counters every N seconds.
     #[arg(long)]
     stats_interval: Option<u64>,
+    /// Largest IP packet every port carries (dataplane.mtu, 68..=9216; default 1500).
+    #[arg(long, value_name = "BYTES")]
+    mtu: Option<u32>,
+    /// Forward non-first IP fragments untracked (dataplane.pass_fragments).
+    #[arg(long)]
+    pass_fragments: bool,
 }
 
 fn quick_start_config(args: &Args) -> Result<Config, String> {
@@ -198,6 +204,12 @@ fn main() -> ExitCode {
     }
     if let Some(s) = args.stats_interval {
         cfg.events.stats_interval = s;
+    }
+    if let Some(m) = args.mtu {
+        cfg.dataplane.mtu = m;
+    }
+    if args.pass_fragments {
+        cfg.dataplane.pass_fragments = true;
     }
     if let Some(idle) = &args.idle {
         cfg.dataplane.idle = match idle.as_str() {

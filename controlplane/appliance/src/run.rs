@@ -10,6 +10,7 @@ use bulkhead_engine::{Engine, EngineConfig};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use tracing::{error, info, warn};
 
+use crate::af_packet;
 use crate::config::{device_name, Config, ConfigError, EventModeConfig, IdleConfig};
 use crate::event_writer::EventWriter;
 use crate::events::EventSink;
@@ -56,7 +57,14 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
     args.extend(cfg.dataplane.eal_args.iter().cloned());
     for w in &cfg.dataplane.wire {
         for dev in [&w.a, &w.b] {
-            if device_name(dev).starts_with("net_") || device_name(dev).starts_with("eth_") {
+            if af_packet::is_af_packet(dev) {
+                // Validated with the config; a geometry error leaves the devargs as given.
+                let dev = match af_packet::geometry(dev, cfg.mtu()) {
+                    Ok(g) => af_packet::with_geometry(dev, &g),
+                    Err(_) => dev.clone(),
+                };
+                args.push(format!("--vdev={dev}"));
+            } else if device_name(dev).starts_with("net_") || device_name(dev).starts_with("eth_") {
                 args.push(format!("--vdev={dev}"));
             } else {
                 args.push(format!("--allow={dev}"));
@@ -144,6 +152,34 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             *field = secs(v);
         }
     }
+    // The af_packet PMD copies up to its frame size into one mbuf and refuses a pool whose
+    // buffers cannot hold that much.
+    let mut rx_frame_room = 0;
+    for w in &cfg.dataplane.wire {
+        for dev in [&w.a, &w.b] {
+            if af_packet::is_af_packet(dev) {
+                let g = af_packet::geometry(dev, cfg.mtu()).map_err(|message| {
+                    ConfigError::Invalid {
+                        path: "(configuration)".into(),
+                        key: "dataplane.wire",
+                        message,
+                    }
+                })?;
+                rx_frame_room = rx_frame_room.max(g.frame_room());
+                warn!(
+                    device = device_name(dev),
+                    framesz = g.framesz,
+                    blocksz = g.blocksz,
+                    framecnt = g.framecnt,
+                    "net_af_packet: the kernel reassembles IPv4 fragments before DPDK sees them \
+                     (DPDK 22.11's PMD joins a PACKET_FANOUT group with PACKET_FANOUT_FLAG_DEFRAG, \
+                     which no devarg turns off); a reassembled datagram longer than the MTU is \
+                     dropped as oversize, an incomplete one never arrives; IPv6 fragments arrive \
+                     as sent"
+                );
+            }
+        }
+    }
     let ecfg = EngineConfig {
         workers: cfg.dataplane.workers.clone(),
         wires,
@@ -151,6 +187,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         mbuf_cache: cfg.dataplane.mbuf_cache,
         rx_desc: cfg.dataplane.rx_desc,
         tx_desc: cfg.dataplane.tx_desc,
+        mtu: cfg.mtu(),
+        rx_frame_room,
         idle: match cfg.dataplane.idle {
             IdleConfig::BusyPoll => IdleMode::BusyPoll,
             IdleConfig::Adaptive => IdleMode::Adaptive,
@@ -181,6 +219,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         workers = cfg.dataplane.workers.len(),
         cores = ?cfg.dataplane.workers,
         wires = cfg.dataplane.wire.len(),
+        mtu = cfg.mtu(),
+        frame_room = engine.frame_room(),
         policy = %cfg.policy.file.display(),
         generation = 1,
         segments = nseg,
@@ -253,10 +293,12 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let lost = writer.finish(Duration::from_secs(5));
     let policy_handle = engine.policy().clone();
     let ports = engine.port_stats();
+    let ingress = engine.ingress_drops();
     let gens = engine.worker_generations();
     let final_counters = engine.stop();
     let mut block = format!("bulkheadd: final counters (workers at generation {gens:?}):\n");
     block.push_str(&render_counters(&final_counters));
+    block.push_str(&render_ingress(&ingress));
     block.push_str(&format!(
         "  bulkhead_appliance_flow_events_unwritten_total {lost}\n"
     ));
@@ -336,9 +378,10 @@ impl Enforcing {
 fn print_counters(engine: &Engine, writer: &EventWriter, started: Instant) {
     let (total, _) = engine.counters();
     write_block(&format!(
-        "bulkheadd: counters at {:.3} s:\n{}  bulkhead_appliance_flow_events_unwritten_total {}\n",
+        "bulkheadd: counters at {:.3} s:\n{}{}  bulkhead_appliance_flow_events_unwritten_total {}\n",
         started.elapsed().as_secs_f64(),
         render_counters(&total),
+        render_ingress(&engine.ingress_drops()),
         writer.unwritten()
     ));
 }
@@ -349,6 +392,15 @@ fn print_counters(engine: &Engine, writer: &EventWriter, started: Instant) {
 fn write_block(block: &str) {
     use std::io::Write;
     let _ = std::io::stderr().lock().write_all(block.as_bytes());
+}
+
+/// Ingress drops of every port as `name value` lines.
+pub fn render_ingress(ports: &[(String, bulkhead_dpdk::IngressDrops)]) -> String {
+    let mut out = String::new();
+    for (name, v) in bulkhead_engine::stats::ingress_drop_metrics(ports) {
+        out.push_str(&format!("  {name} {v}\n"));
+    }
+    out
 }
 
 /// Counters as `name value` lines (Prometheus exposition style).

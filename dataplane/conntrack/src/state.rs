@@ -9,7 +9,9 @@ pub use bulkhead_packet::tcp_flags;
 
 use tcp_flags::{ACK, FIN, RST, SYN};
 
-use bulkhead_packet::proto::{ICMP as PROTO_ICMP, ICMPV6 as PROTO_ICMPV6, TCP as PROTO_TCP, UDP as PROTO_UDP};
+use bulkhead_packet::proto::{
+    ICMP as PROTO_ICMP, ICMPV6 as PROTO_ICMPV6, TCP as PROTO_TCP, UDP as PROTO_UDP,
+};
 
 /// Direction of a packet relative to the connection: `Original` is from the
 /// initiator (the endpoint whose packet created the entry).

@@ -1,8 +1,8 @@
 use super::*;
 use crate::key::Endpoint;
 use crate::state::tcp_flags::{ACK, FIN, RST, SYN};
-use bulkhead_packet::proto::{ICMP as PROTO_ICMP, TCP as PROTO_TCP, UDP as PROTO_UDP};
 use bulkhead_packet::flow::v4_to_addr;
+use bulkhead_packet::proto::{ICMP as PROTO_ICMP, TCP as PROTO_TCP, UDP as PROTO_UDP};
 use core::time::Duration;
 
 const SEC: u64 = 1_000_000_000;

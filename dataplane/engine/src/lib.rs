@@ -60,6 +60,13 @@ pub struct EngineConfig {
     pub mbuf_cache: u32,
     pub rx_desc: u16,
     pub tx_desc: u16,
+    /// Largest IP packet every port carries (L3 MTU); longer frames are dropped at RX and
+    /// counted as ingress drops (`oversize`).
+    pub mtu: u16,
+    /// Bytes of frame data each mbuf must hold, when a device may write more than the MTU
+    /// needs (`net_af_packet` copies up to its ring's frame size into one mbuf, and refuses
+    /// smaller buffers). 0: what the MTU needs.
+    pub rx_frame_room: u32,
     pub idle: IdleMode,
     pub pass_non_ip: bool,
     pub pass_fragments: bool,
@@ -93,6 +100,8 @@ pub enum EngineError {
     Start(usize, String),
     #[error("cannot read a hash seed from the OS's random source: {0}")]
     Random(std::io::Error),
+    #[error("MTU {mtu}: buffers of {room} bytes exceed DPDK's 65535-byte mbuf data room")]
+    FrameRoom { mtu: u16, room: u32 },
 }
 
 /// A random 64-bit value from the OS (`/dev/urandom`): connection-table hash
@@ -102,6 +111,18 @@ pub fn os_random_u64() -> std::io::Result<u64> {
     let mut b = [0u8; 8];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
     Ok(u64::from_ne_bytes(b))
+}
+
+/// The mbuf data room (headroom included) for frames of `mtu` and devices writing up to
+/// `rx_frame_room` bytes: never less than DPDK's default, so MTU 1500 keeps 2 KB buffers.
+pub fn data_room(mtu: u16, rx_frame_room: u32) -> Result<u16, EngineError> {
+    let frame = bulkhead_dpdk::max_frame_len(mtu)
+        .max(rx_frame_room)
+        .max(u32::from(
+            bulkhead_dpdk::DEFAULT_DATA_ROOM - bulkhead_dpdk::MBUF_HEADROOM,
+        ));
+    let room = frame + u32::from(bulkhead_dpdk::MBUF_HEADROOM);
+    u16::try_from(room).map_err(|_| EngineError::FrameRoom { mtu, room })
 }
 
 /// A running dataplane.
@@ -146,7 +167,7 @@ impl Engine {
             &format!("bh_pool_{}_{seq}", std::process::id()),
             cfg.mbufs,
             cfg.mbuf_cache,
-            bulkhead_dpdk::DEFAULT_DATA_ROOM,
+            data_room(cfg.mtu, cfg.rx_frame_room)?,
         )?;
         let port_cfg = PortConfig {
             rx_queues: nworkers as u16,
@@ -155,6 +176,7 @@ impl Engine {
             tx_desc: cfg.tx_desc,
             rss_symmetric: nworkers > 1,
             promiscuous: true,
+            mtu: cfg.mtu,
         };
         let mut ports = Vec::new();
         for &(a, b) in &cfg.wires {
@@ -374,6 +396,20 @@ impl Engine {
             .iter()
             .map(|p| (p.name().to_string(), p.rss()))
             .collect()
+    }
+
+    /// Frames each port received that no worker saw, in wire order (a, b, a, b, ...). A port
+    /// whose statistics cannot be read reports zeros.
+    pub fn ingress_drops(&self) -> Vec<(String, bulkhead_dpdk::IngressDrops)> {
+        self.ports
+            .iter()
+            .map(|p| (p.name().to_string(), p.ingress_drops().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Bytes of frame data one mbuf of the engine's pool holds.
+    pub fn frame_room(&self) -> u16 {
+        self.pool.frame_room()
     }
 
     /// Mbufs of the engine's pool currently out of the pool.

@@ -415,3 +415,22 @@ impl Counters {
         out
     }
 }
+
+/// Ingress drops of every port (see [`crate::Engine::ingress_drops`]) as
+/// `bulkhead_dataplane_ingress_dropped_total{port="...",reason="..."}` lines: frames the
+/// device, the kernel (`kernel_ring`: an `net_af_packet` socket's full RX ring) or the RX path
+/// (`oversize`) dropped before a worker saw them. Every reason a port has is listed, zeros too.
+pub fn ingress_drop_metrics(ports: &[(String, bulkhead_dpdk::IngressDrops)]) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for (port, d) in ports {
+        for (reason, n) in d.reasons() {
+            out.push((
+                format!(
+                    "bulkhead_dataplane_ingress_dropped_total{{port=\"{port}\",reason=\"{reason}\"}}"
+                ),
+                n,
+            ));
+        }
+    }
+    out
+}

@@ -114,6 +114,31 @@ impl Topo {
         self.ok("client", &["python3", "-c", script, addr, &port, &n]);
     }
 
+    /// Set the MTU of every link of the topology (both hosts and both wire ports).
+    pub fn set_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        for (side, dev) in [
+            ("client", "cli0"),
+            ("server", "srv0"),
+            ("fw", "veth-a"),
+            ("fw", "veth-b"),
+        ] {
+            self.ok(side, &["ip", "link", "set", dev, "mtu", &mtu]);
+        }
+    }
+
+    /// A counter of an interface in a namespace (`/sys/class/net/DEV/statistics/NAME`).
+    pub fn link_stat(&self, side: &str, dev: &str, name: &str) -> u64 {
+        let out = self.run(
+            side,
+            &["cat", &format!("/sys/class/net/{dev}/statistics/{name}")],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{dev} {name}: {out:?}"))
+    }
+
     pub fn ping(&self, addr: &str) -> bool {
         self.run("client", &["ping", "-c", "1", "-W", "2", addr])
             .status
@@ -141,6 +166,9 @@ impl Drop for Guarded {
     }
 }
 
+/// The wire of the topology: af_packet ports on the firewall's veths, PMD defaults.
+pub const DEFAULT_WIRE: [&str; 2] = ["net_af_packet0,iface=veth-a", "net_af_packet1,iface=veth-b"];
+
 /// A running bulkheadd in the topology's firewall namespace.
 pub struct Daemon {
     child: Option<Child>,
@@ -159,12 +187,24 @@ impl Daemon {
 
     /// Start with flow events in `events` (default: in the scratch directory).
     pub fn start_with_events(t: &Topo, name: &str, policy: &str, events: Option<&Path>) -> Daemon {
-        Daemon::start_opts(t, name, policy, events, &[])
+        Daemon::start_opts(t, name, policy, events, &[], DEFAULT_WIRE)
     }
 
     /// Start with extra quick-start flags.
     pub fn start_with(t: &Topo, name: &str, policy: &str, extra: &[&str]) -> Daemon {
-        Daemon::start_opts(t, name, policy, None, extra)
+        Daemon::start_opts(t, name, policy, None, extra, DEFAULT_WIRE)
+    }
+
+    /// Start on the wire ports given as devargs (the interfaces are veth-a and veth-b),
+    /// with extra quick-start flags.
+    pub fn start_wire(
+        t: &Topo,
+        name: &str,
+        policy: &str,
+        wire: [&str; 2],
+        extra: &[&str],
+    ) -> Daemon {
+        Daemon::start_opts(t, name, policy, None, extra, wire)
     }
 
     fn start_opts(
@@ -173,6 +213,7 @@ impl Daemon {
         policy: &str,
         events: Option<&Path>,
         extra: &[&str],
+        wire: [&str; 2],
     ) -> Daemon {
         let dir = std::env::temp_dir().join(format!("bulkhead-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -195,11 +236,8 @@ impl Daemon {
             ])
             .arg("--policy")
             .arg(&policy_path)
-            .args([
-                "--wire",
-                "net_af_packet0,iface=veth-a",
-                "net_af_packet1,iface=veth-b",
-            ])
+            .arg("--wire")
+            .args(wire)
             .args(["--workers", core])
             .args(extra)
             .arg("--events")
