@@ -20,7 +20,7 @@ try:
 except OSError as e:
     print(f"fail: {e}", flush=True)
     sys.exit(1)
-print("connected", flush=True)
+print(f"connected {s.getsockname()[1]}", flush=True)
 for line in sys.stdin:
     msg = line.strip().encode() or b"."
     try:

@@ -295,9 +295,11 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let ports = engine.port_stats();
     let ingress = engine.ingress_drops();
     let gens = engine.worker_generations();
+    let (_, per_worker) = engine.counters();
     let final_counters = engine.stop();
     let mut block = format!("bulkheadd: final counters (workers at generation {gens:?}):\n");
     block.push_str(&render_counters(&final_counters));
+    block.push_str(&render_workers(&per_worker));
     block.push_str(&render_ingress(&ingress));
     block.push_str(&format!(
         "  bulkhead_appliance_flow_events_unwritten_total {lost}\n"
@@ -399,6 +401,23 @@ pub fn render_ingress(ports: &[(String, bulkhead_dpdk::IngressDrops)]) -> String
     let mut out = String::new();
     for (name, v) in bulkhead_engine::stats::ingress_drop_metrics(ports) {
         out.push_str(&format!("  {name} {v}\n"));
+    }
+    out
+}
+
+/// Per-worker packet counts: how the device spread the traffic.
+pub fn render_workers(per: &[Counters]) -> String {
+    use bulkhead_engine::stats::{slot, Side};
+    let mut out = String::new();
+    for (w, c) in per.iter().enumerate() {
+        out.push_str(&format!(
+            "  bulkhead_dataplane_worker_rx_packets_total{{worker=\"{w}\"}} {}\n",
+            c.rx_packets(Side::A) + c.rx_packets(Side::B)
+        ));
+        out.push_str(&format!(
+            "  bulkhead_dataplane_worker_handed_off_total{{worker=\"{w}\"}} {}\n",
+            c.get(slot::HANDED_OFF)
+        ));
     }
     out
 }

@@ -329,6 +329,11 @@ fn a_flooding_host_is_held_to_its_quota_and_others_still_connect() {
         per_segment: 0,
     };
     let (mut p, _q) = pipeline_with(1024, quotas, FoldConfig::default(), ZoneConfig::default());
+    // A session established before the flood.
+    let [s0, sa0, a0] = handshake([10, 0, 10, 7], APP, 41000, 8080);
+    for (f, side) in [(&s0, Side::A), (&sa0, Side::B), (&a0, Side::A)] {
+        assert_eq!(one(&mut p, &snap, side, f, 1), Fate::Forward);
+    }
     let mut refused = 0;
     for port in 0..1000u16 {
         match one(
@@ -344,7 +349,11 @@ fn a_flooding_host_is_held_to_its_quota_and_others_still_connect() {
         }
     }
     assert_eq!(refused, 900);
-    assert_eq!(p.table().len(), 100);
+    assert_eq!(
+        p.table().len(),
+        101,
+        "its quota, and the session from before"
+    );
     // Another host of the same segment still connects.
     let [syn, synack, ack] = handshake([10, 0, 10, 6], APP, 40000, 8080);
     assert_eq!(one(&mut p, &snap, Side::A, &syn, 2), Fate::Forward);
@@ -353,7 +362,13 @@ fn a_flooding_host_is_held_to_its_quota_and_others_still_connect() {
     assert_eq!(
         p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::SourceQuota.index()],
         900
-    );
+    ); // A host of another segment (app, to db) still connects, and the
+       // session from before the flood keeps flowing.
+    let [s1, sa1, a1] = handshake(APP, DB, 42000, 5432);
+    assert_eq!(one(&mut p, &snap, Side::A, &s1, 3), Fate::Forward);
+    assert_eq!(one(&mut p, &snap, Side::B, &sa1, 3), Fate::Forward);
+    assert_eq!(one(&mut p, &snap, Side::A, &a1, 3), Fate::Forward);
+    assert_eq!(one(&mut p, &snap, Side::A, &a0, 4), Fate::Forward);
 }
 
 #[test]

@@ -479,3 +479,55 @@ fn a_policy_that_moves_an_address_rejudges_its_connections_instead_of_losing_the
         "segments as placed under the new policy"
     );
 }
+
+/// One burst that inserts, removes and re-inserts entries and carries
+/// established packets of the same connections: every packet sees the
+/// table as the packets before it in the burst left it.
+#[test]
+fn a_mixed_burst_sees_its_own_inserts_and_removals() {
+    let snap = snapshot(1, POLICY);
+    let (mut p, q) = pipeline(1024);
+    // c3 is established before the burst.
+    let [s3, sa3, a3] = handshake(WEB, APP, 40003, 8080);
+    assert_eq!(one(&mut p, &snap, Side::A, &s3, 1), Fate::Forward);
+    assert_eq!(one(&mut p, &snap, Side::B, &sa3, 1), Fate::Forward);
+    assert_eq!(one(&mut p, &snap, Side::A, &a3, 1), Fate::Forward);
+    while q.pop().is_some() {}
+    let syn1 = tcp(v4(WEB, APP), 40001, 8080, SYN);
+    let ack1 = tcp(v4(WEB, APP), 40001, 8080, ACK);
+    let syn2 = tcp(v4(WEB, APP), 40002, 8080, SYN);
+    let rst2 = tcp(v4(WEB, APP), 40002, 8080, bulkhead_packet::tcp_flags::RST);
+    let data3 = tcp_payload(v4(WEB, APP), 40003, 8080, ACK | PSH, b"x");
+    let syn2_again = tcp(v4(WEB, APP), 40002, 8080, SYN);
+    let fates = run(
+        &mut p,
+        &snap,
+        Side::A,
+        &[&syn1, &syn2, &ack1, &data3, &rst2, &syn2_again, &data3],
+        2,
+    );
+    assert_eq!(
+        fates,
+        vec![
+            Fate::Forward,                     // c1 inserted
+            Fate::Forward,                     // c2 inserted
+            Fate::Engine(EngineDrop::Invalid), // c1: an ACK before the SYN-ACK
+            Fate::Forward,                     // c3 established, looked up after two inserts
+            Fate::Forward,                     // c2 reset
+            Fate::Forward,                     // c2's tuple reused: closed entry replaced
+            Fate::Forward,                     // c3 again, after a removal and an insert
+        ]
+    );
+    assert_eq!(p.table().len(), 3);
+    let kinds: Vec<_> = std::iter::from_fn(|| q.pop()).map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Allowed,
+            EventKind::Allowed,
+            EventKind::Closed,
+            EventKind::Allowed
+        ],
+        "c1 and c2 opened, c2's reset entry closed when its tuple was reused, c2 opened again"
+    );
+}

@@ -11,7 +11,8 @@
 //!   apart), ARP validated; IPv4-mapped IPv6 addresses refused; AH walked
 //!   past in both IP versions.
 //! - [`DropReason`]: why a frame was refused, doubling as a counter index.
-//! - [`build`]: writers of valid frames (correct lengths and checksums).
+//! - `build` (feature `test-util`): writers of valid frames (correct lengths
+//!   and checksums) for tests and benchmarks.
 //!
 //! Invariants:
 //! - `parse` never panics, never allocates, never loops more than a fixed
@@ -26,6 +27,7 @@
 //! Safe Rust only (`forbid(unsafe_code)`), no dependency on DPDK: it runs on byte slices.
 #![forbid(unsafe_code)]
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod build;
 pub mod checksum;
 mod drop;

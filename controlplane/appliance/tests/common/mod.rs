@@ -227,6 +227,11 @@ impl Daemon {
         } else {
             "0"
         };
+        let default_workers: Vec<&str> = if extra.contains(&"--workers") {
+            Vec::new()
+        } else {
+            vec!["--workers", core]
+        };
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -238,7 +243,7 @@ impl Daemon {
             .arg(&policy_path)
             .arg("--wire")
             .args(wire)
-            .args(["--workers", core])
+            .args(default_workers.iter())
             .args(extra)
             .arg("--events")
             .arg(&events)
