@@ -514,8 +514,8 @@ fn two_workers_through_af_packet_keep_related_packets_with_their_connections() {
     }
     let t = Topo::up(
         "bhw2",
-        "10.0.10.5/8,fd00:10::5/64",
-        "10.0.20.3/8,fd00:20::3/64",
+        "10.0.10.5/8,fd00:10::5/16",
+        "10.0.20.3/8,fd00:20::3/16",
         true,
     );
     let _tcp = t.server("10.0.20.3", 8080, false);
@@ -635,6 +635,13 @@ fn two_workers_through_af_packet_keep_related_packets_with_their_connections() {
         0,
         "{log}"
     );
+    // For the record (cargo test -- --nocapture): how the kernel spread it.
+    for l in log
+        .lines()
+        .filter(|l| l.contains("worker_") || l.contains("handed_off"))
+    {
+        eprintln!("{}", l.trim());
+    }
     for w in ["0", "1"] {
         let rx = counter(
             &log,
