@@ -83,6 +83,12 @@ impl Sketch {
         )
     }
 
+    /// Is a quota set? (Unlimited sketches take no hashing.)
+    #[inline]
+    pub(crate) fn enabled(&self) -> bool {
+        self.limit != 0
+    }
+
     /// Is there room for one more connection of the key hashing to `hash`?
     #[inline]
     pub(crate) fn has_room(&self, hash: u64) -> bool {

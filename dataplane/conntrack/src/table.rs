@@ -898,12 +898,20 @@ impl ConnTable {
         if let Some(id) = self.lookup(key, hash) {
             return Err(InsertError::Exists(id));
         }
-        let src_hash = self.source_hash(key, new.initiator);
+        let src_hash = if self.by_source.enabled() {
+            self.source_hash(key, new.initiator)
+        } else {
+            0
+        };
         if !self.by_source.has_room(src_hash) {
             self.counters.refused_source_quota += 1;
             return Err(InsertError::SourceQuota);
         }
-        let seg_hash = self.segment_hash(new.src_segment);
+        let seg_hash = if self.by_segment.enabled() {
+            self.segment_hash(new.src_segment)
+        } else {
+            0
+        };
         if !self.by_segment.has_room(seg_hash) {
             self.counters.refused_segment_quota += 1;
             return Err(InsertError::SegmentQuota);
@@ -1070,12 +1078,14 @@ impl ConnTable {
         }
         // Never exceeds its preallocated capacity: one push per live entry.
         self.free.push(idx);
-        let (src_hash, seg_hash) = (
-            self.source_hash(&key, initiator),
-            self.segment_hash(segment),
-        );
-        self.by_source.sub(src_hash);
-        self.by_segment.sub(seg_hash);
+        if self.by_source.enabled() {
+            let h = self.source_hash(&key, initiator);
+            self.by_source.sub(h);
+        }
+        if self.by_segment.enabled() {
+            let h = self.segment_hash(segment);
+            self.by_segment.sub(h);
+        }
     }
 
     /// Remove a connection; returns its final copy (for the "closed" event),

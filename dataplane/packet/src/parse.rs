@@ -456,10 +456,10 @@ fn parse_ipv4(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
     let offset = frag & 0x1fff;
     let more = frag & 0x2000 != 0;
     let fragment = fragment_kind(offset, more, proto, total - ihl)?;
-    let (proto, l4) = if fragment == Fragment::NonFirst {
-        (proto, l3 + ihl)
-    } else {
+    let (proto, l4) = if proto == proto::AH && fragment != Fragment::NonFirst {
         skip_ah(frame, proto, l3 + ihl, l3 + total)?
+    } else {
+        (proto, l3 + ihl)
     };
     let ip = Ip {
         src: addr_v4(h, 12),
@@ -482,8 +482,8 @@ fn parse_ipv4(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
 
 /// Walk past IPv4 authentication headers (RFC 4302), as the IPv6 chain walk
 /// does, so both versions judge the protocol AH protects: at most
-/// [`MAX_IPV6_EXT_HEADERS`] of them, each within `b[..end]`.
-#[inline]
+/// [`MAX_IPV6_EXT_HEADERS`] of them, each within `b[..end]`. Cold: AH is rare.
+#[cold]
 fn skip_ah(b: &[u8], mut proto: u8, mut off: usize, end: usize) -> Result<(u8, usize), DropReason> {
     let mut count = 0;
     while proto == proto::AH {

@@ -78,10 +78,10 @@ impl Pipeline {
         let hash = self.hashes[i];
         let mut evicted: Option<Entry> = None;
         self.changed = true;
-        let before = self.ct.counters();
         let res = self.ct.insert(&key, hash, now, new, |e| evicted = Some(*e));
         if let Some(e) = evicted {
-            let early = self.ct.counters().evicted_unreplied > before.evicted_unreplied;
+            // Evicted while still live: nobody answered it (early drop).
+            let early = !self.ct.is_expired(&e, now);
             let slot = if early {
                 slot::CONN_EVICTED
             } else {
