@@ -33,7 +33,8 @@ use bulkhead_conntrack::{
 };
 use bulkhead_packet::flow::{addr_to_v4, Addr, FlowTuple};
 use bulkhead_packet::{
-    icmp_query, parse, tcp_seq, Arp, Fragment, IcmpClass, IpPacket, ParseConfig, Parsed,
+    icmp_query, parse, quoted_flow, tcp_seq, Arp, Fragment, IcmpClass, IpPacket, ParseConfig,
+    Parsed,
 };
 use crossbeam::queue::ArrayQueue;
 
@@ -285,26 +286,25 @@ impl Pipeline {
                         }
                         continue;
                     }
-                    let (tuple, icmp_type) = match (p.icmp_error, p.icmp) {
-                        (Some(q), _) => {
-                            self.stage[i] = Stage::IcmpError(p);
-                            (q.tuple, quoted_icmp_type(&q.tuple))
+                    let domain = vlan_domain(p.outer_vlan, p.vlan);
+                    let (key, ks) = match p.icmp {
+                        IcmpClass::None => {
+                            self.stage[i] = Stage::Lookup(p);
+                            conn_key(domain, &p.tuple, 0)
                         }
-                        (None, IcmpClass::Informational) => {
+                        IcmpClass::Query(q) => {
+                            self.stage[i] = Stage::Lookup(p);
+                            conn_key(domain, &p.tuple, q.request_type)
+                        }
+                        IcmpClass::Error => {
+                            self.stage[i] = Stage::IcmpError(p);
+                            quoted_key(frame, &p, domain)
+                        }
+                        IcmpClass::Informational => {
                             self.stage[i] = Stage::Untracked(p);
                             continue;
                         }
-                        (None, IcmpClass::Query(q)) => {
-                            self.stage[i] = Stage::Lookup(p);
-                            (p.tuple, q.request_type)
-                        }
-                        (None, _) => {
-                            self.stage[i] = Stage::Lookup(p);
-                            (p.tuple, 0)
-                        }
                     };
-                    let domain = vlan_domain(p.outer_vlan, p.vlan);
-                    let (key, ks) = conn_key(domain, &tuple, icmp_type);
                     self.keys[i] = key;
                     self.key_side[i] = ks;
                     self.hashes[i] = self.ct.hash(&key);
@@ -341,7 +341,7 @@ impl Pipeline {
                     fate
                 }
                 Stage::LaterFragment(p) => self.later_fragment(&p, now),
-                Stage::IcmpError(p) => self.icmp_error(snap, ingress, i, &p, now),
+                Stage::IcmpError(p) => self.icmp_error(snap, ingress, i, &p, frames[i], now),
                 Stage::Untracked(p) => {
                     self.untracked(snap, ingress, &p, frames[i].len() as u32, now)
                 }

@@ -142,7 +142,7 @@ pub enum IcmpClass {
     None,
     /// A query type of a request/reply pair.
     Query(IcmpQuery),
-    /// An error quoting another packet (see [`IpPacket::icmp_error`]).
+    /// An error quoting another packet (see [`quoted_flow`]).
     Error,
     /// Any other informational type: judged per packet, never tracked.
     Informational,
@@ -198,10 +198,9 @@ pub const MAX_ND_BYTES: usize = 1280;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IpPacket {
     /// The flow tuple (see [`FlowTuple`] for the port semantics). For ICMP
-    /// errors: ports 0, `svc` = type; the quoted flow is in `icmp_error`.
+    /// errors: ports 0, `svc` = type; the quoted flow is read by
+    /// [`quoted_flow`] (errors are rare: the hot structure does not carry it).
     pub tuple: FlowTuple,
-    /// For ICMP types 3, 4, 5, 11, 12 and ICMPv6 types 1 to 4: the quoted packet.
-    pub icmp_error: Option<QuotedFlow>,
     /// The ingress VLAN, the one segments are defined by: the only tag of a
     /// single-tagged frame, or the inner (customer, C-tag) of a QinQ frame.
     /// `None` when untagged or the VLAN ID is 0 (priority-tagged frame).
@@ -267,7 +266,7 @@ pub enum Parsed {
 
 /// Hot structures stay small enough to keep a burst of results in L1.
 const _: () =
-    assert!(core::mem::size_of::<IpPacket>() <= 128 && core::mem::size_of::<Parsed>() <= 144);
+    assert!(core::mem::size_of::<IpPacket>() <= 80 && core::mem::size_of::<Parsed>() <= 96);
 
 /// Parse one Ethernet frame (without FCS). Never panics, never allocates.
 #[inline]
@@ -703,7 +702,6 @@ fn finish(frame: &[u8], l2: &L2, ip: Ip, cfg: &ParseConfig) -> Result<Parsed, Dr
         svc: 0,
     };
     let mut tcp_flags = 0;
-    let mut icmp_error = None;
     let mut icmp = IcmpClass::None;
     let mut neighbor_discovery = false;
     if ip.fragment != Fragment::NonFirst {
@@ -772,9 +770,8 @@ fn finish(frame: &[u8], l2: &L2, ip: Ip, cfg: &ParseConfig) -> Result<Parsed, Dr
                     icmp = IcmpClass::Query(q);
                 } else if ip.v6 && icmp6_is_error(ty) || !ip.v6 && icmp4_is_error(ty) {
                     let quote = l4.get(8..).unwrap_or_default();
-                    icmp_error = Some(QuotedFlow {
-                        tuple: parse_quote(quote, ip.v6)?,
-                    });
+                    // Validated here; read again by `quoted_flow` when needed.
+                    parse_quote(quote, ip.v6)?;
                     icmp = IcmpClass::Error;
                 } else if ip.v6 && matches!(ty, 133..=136) {
                     check_neighbor_discovery(&ip, ty, l4.len())?;
@@ -792,7 +789,6 @@ fn finish(frame: &[u8], l2: &L2, ip: Ip, cfg: &ParseConfig) -> Result<Parsed, Dr
     // is a u16, larger IPv6 packets were dropped above).
     let pkt = IpPacket {
         tuple,
-        icmp_error,
         vlan: l2.vlan,
         outer_vlan: l2.outer_vlan,
         l3_offset: ip.l3 as u8,
@@ -858,6 +854,20 @@ pub fn nd_target(frame: &[u8], p: &IpPacket) -> Option<Addr> {
         return None;
     }
     Some(u128::from_be_bytes(*t))
+}
+
+/// The packet an ICMP or ICMPv6 error quotes (`None` for other packets).
+/// The parser has validated the quote; this reads it again from the frame.
+#[cold]
+pub fn quoted_flow(frame: &[u8], p: &IpPacket) -> Option<QuotedFlow> {
+    if p.icmp != IcmpClass::Error {
+        return None;
+    }
+    let end = usize::from(p.l3_offset) + usize::from(p.ip_len);
+    let quote = frame.get(usize::from(p.l4_offset) + 8..end)?;
+    parse_quote(quote, p.tuple.v6)
+        .ok()
+        .map(|tuple| QuotedFlow { tuple })
 }
 
 /// The sequence-space fields of a TCP segment, for window tracking.

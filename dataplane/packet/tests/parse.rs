@@ -7,8 +7,8 @@ use bulkhead_packet::build::{self, ArpOp, Echo, Ext, FrameSpec, Tcp, Vlan};
 use bulkhead_packet::flow::{v4_to_addr, FlowTuple};
 use bulkhead_packet::tcp_flags::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
 use bulkhead_packet::{
-    nd_target, parse, proto, Arp, DropReason, Fragment, IcmpClass, IcmpQuery, IpPacket,
-    ParseConfig, Parsed, MAX_ARP_BYTES,
+    nd_target, parse, proto, quoted_flow, Arp, DropReason, Fragment, IcmpClass, IcmpQuery,
+    IpPacket, ParseConfig, Parsed, MAX_ARP_BYTES,
 };
 
 const A4: [u8; 4] = [10, 0, 0, 1];
@@ -85,8 +85,8 @@ fn tcp_v4_untagged() {
     assert_eq!((p.vlan, p.outer_vlan), (None, None));
     assert_eq!((p.l3_offset, p.l4_offset, p.ip_len), (14, 34, 40));
     assert_eq!(
-        (p.ttl, p.tcp_flags, p.fragment, p.icmp_error),
-        (64, SYN, Fragment::None, None)
+        (p.ttl, p.tcp_flags, p.fragment, p.icmp),
+        (64, SYN, Fragment::None, IcmpClass::None)
     );
 }
 
@@ -715,7 +715,7 @@ fn icmp_echo_keyed_by_identifier() {
             (0x4242, 0x4242, rep)
         );
         assert_eq!((q.tuple.src, q.tuple.dst), (p.tuple.dst, p.tuple.src));
-        assert_eq!(p.icmp_error, None);
+        assert_ne!(p.icmp, IcmpClass::Error);
     }
 }
 
@@ -737,9 +737,9 @@ fn icmp_informational_types() {
             p.tuple.sport,
             p.tuple.dport,
             p.tuple.svc,
-            p.icmp_error
+            p.icmp == IcmpClass::Error
         ),
-        (1, 9, 9, 13, None),
+        (1, 9, 9, 13, false),
         "timestamp is a query pair: keyed by its identifier"
     );
     build::icmp(&mut f, &v6spec(), 130, 0, [0; 4], &[0; 16]);
@@ -789,7 +789,11 @@ fn icmp_errors_quote_the_original_flow() {
                     (1, u16::from(ty), 0, 0)
                 );
                 assert_eq!(p.tuple.src, v4([192, 0, 2, 1]));
-                assert_eq!(p.icmp_error.map(|q| q.tuple), Some(*tuple), "type {ty}");
+                assert_eq!(
+                    quoted_flow(&err, &p).map(|q| q.tuple),
+                    Some(*tuple),
+                    "type {ty}"
+                );
             }
         }
     }
@@ -835,7 +839,7 @@ fn icmp_error_quote_checks() {
         &[0xff; 8],
     );
     build::icmp_error(&mut err, &router, 11, 1, build::ip_packet(&orig));
-    let t = ip(&err).icmp_error.map(|q| q.tuple);
+    let t = quoted_flow(&err, &ip(&err)).map(|q| q.tuple);
     assert_eq!(
         t.map(|t| (t.proto, t.sport, t.dport, t.src)),
         Some((17, 0, 0, v4(A4)))
@@ -850,7 +854,7 @@ fn icmp_error_quote_checks() {
     );
     build::icmp_error(&mut err, &router, 3, 3, &build::ip_packet(&orig)[..32]);
     assert_eq!(
-        ip(&err).icmp_error.map(|q| (q.tuple.sport, q.tuple.dport)),
+        quoted_flow(&err, &ip(&err)).map(|q| (q.tuple.sport, q.tuple.dport)),
         Some((7, 8))
     );
 }
@@ -873,12 +877,12 @@ fn icmpv6_errors_quote_the_original_flow() {
             (p.tuple.proto, p.tuple.svc, p.tuple.v6),
             (58, u16::from(ty), true)
         );
-        assert_eq!(p.icmp_error.map(|q| q.tuple), Some(tuple));
+        assert_eq!(quoted_flow(&err, &p).map(|q| q.tuple), Some(tuple));
     }
     let q = build::ip_packet(&orig);
     build::icmp_error(&mut err, &router, 1, 0, &q[..40 + 16 + 8]);
     assert_eq!(
-        ip(&err).icmp_error.map(|q| q.tuple),
+        quoted_flow(&err, &ip(&err)).map(|q| q.tuple),
         Some(tuple),
         "8 transport bytes suffice"
     );
@@ -892,7 +896,7 @@ fn icmpv6_errors_quote_the_original_flow() {
     // Echo quoted by ICMPv6.
     build::icmp_echo(&mut orig, &v6spec(), Echo::Request, 0x77, 3, b"");
     build::icmp_error(&mut err, &router, 3, 0, build::ip_packet(&orig));
-    let t = ip(&err).icmp_error.map(|q| q.tuple);
+    let t = quoted_flow(&err, &ip(&err)).map(|q| q.tuple);
     assert_eq!(
         t.map(|t| (t.proto, t.sport, t.dport, t.svc)),
         Some((58, 0x77, 0x77, 128))

@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use bulkhead_packet::build::{self, Echo, Ext, FrameSpec, Tcp, Vlan};
 use bulkhead_packet::flow::{ip_to_addr, FlowTuple};
 use bulkhead_packet::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
-use bulkhead_packet::{parse, proto, DropReason, Fragment, ParseConfig, Parsed};
+use bulkhead_packet::{
+    parse, proto, quoted_flow, DropReason, Fragment, IcmpClass, ParseConfig, Parsed,
+};
 
 const VALID_FLAGS: [u8; 9] = [
     SYN,
@@ -311,7 +313,7 @@ proptest! {
         prop_assert_eq!(usize::from(p.l4_offset), c.l4_offset());
         prop_assert_eq!(p.fragment, if c.first_fragment { Fragment::First } else { Fragment::None });
         prop_assert_eq!(p.tcp_flags, match c.l4 { L4::Tcp { flags, .. } => flags, _ => 0 });
-        prop_assert_eq!(p.icmp_error, None);
+        prop_assert!(p.icmp != IcmpClass::Error);
         prop_assert!(usize::from(p.l3_offset) + usize::from(p.ip_len) <= f.len());
         prop_assert!(f.len() >= c.min_len);
     }
@@ -362,7 +364,7 @@ proptest! {
             prop_assert_eq!(got, Parsed::Drop(DropReason::TruncatedIcmpQuote));
         } else {
             let Parsed::Ip(p) = got else { return Err(TestCaseError::fail(format!("{got:?}"))) };
-            prop_assert_eq!(p.icmp_error.map(|q| q.tuple), Some(inner.tuple));
+            prop_assert_eq!(quoted_flow(&err, &p).map(|q| q.tuple), Some(inner.tuple));
             prop_assert_eq!(p.tuple.svc, u16::from(ty));
         }
     }

@@ -206,10 +206,11 @@ impl Pipeline {
         ingress: Ingress,
         i: usize,
         p: &IpPacket,
+        frame: &[u8],
         now: u64,
     ) -> Fate {
         let t = &p.tuple;
-        let back_to_sender = p.icmp_error.is_some_and(|q| q.tuple.src == t.dst);
+        let back_to_sender = quoted_flow(frame, p).is_some_and(|q| q.tuple.src == t.dst);
         let redirect = t.proto == ICMP && t.svc == ICMP_REDIRECT;
         if back_to_sender && !redirect {
             if let Some(id) = self.looked_up(i) {

@@ -27,6 +27,16 @@ impl Pipeline {
 
 /// The request type a quoted ICMP query is tracked under (0 for others).
 #[inline]
+/// The connection key of the packet an ICMP error quotes (cold: errors are
+/// rare; a zero key, which matches nothing, if the quote cannot be read).
+#[cold]
+pub(super) fn quoted_key(frame: &[u8], p: &IpPacket, domain: u32) -> (ConnKey, KeySide) {
+    match quoted_flow(frame, p) {
+        Some(q) => conn_key(domain, &q.tuple, quoted_icmp_type(&q.tuple)),
+        None => (ConnKey::default(), KeySide::A),
+    }
+}
+
 pub(super) fn quoted_icmp_type(t: &FlowTuple) -> u8 {
     let icmp = if t.v6 { 58 } else { ICMP };
     if t.proto != icmp {

@@ -54,7 +54,7 @@ impl Pipeline {
                 (r.outer_vlan, r.vlan) = (a.outer_vlan, a.vlan);
             }
             if let Some(p) = ip {
-                self.trace_ip(snap, ingress, i, &p, &mut r);
+                self.trace_ip(snap, ingress, i, &p, frame, &mut r);
             }
             tracer.record(self.cfg.worker, r);
         }
@@ -67,8 +67,10 @@ impl Pipeline {
         ingress: Ingress,
         i: usize,
         p: &IpPacket,
+        frame: &[u8],
         r: &mut TraceRecord,
     ) {
+        let quoted = quoted_flow(frame, p);
         let t = p.tuple;
         (r.outer_vlan, r.vlan, r.tuple) = (p.outer_vlan, p.vlan, Some(t));
         let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
@@ -79,7 +81,7 @@ impl Pipeline {
         if p.fragment == Fragment::NonFirst || p.icmp == IcmpClass::Informational {
             return;
         }
-        let (tuple, icmp_type) = match (p.icmp_error, p.icmp) {
+        let (tuple, icmp_type) = match (quoted, p.icmp) {
             (Some(q), _) => (q.tuple, quoted_icmp_type(&q.tuple)),
             (None, IcmpClass::Query(q)) => (t, q.request_type),
             _ => (t, 0),
@@ -92,7 +94,7 @@ impl Pipeline {
             .and_then(|id| self.ct.entry(id))
         {
             Some(e) => {
-                r.conn = if before || p.icmp_error.is_some() {
+                r.conn = if before || quoted.is_some() {
                     Conn::Found(e.state())
                 } else {
                     Conn::Created(e.state())
@@ -102,7 +104,7 @@ impl Pipeline {
             }
             None => {
                 r.conn = Conn::Missed;
-                if let (Some(src), None) = (src, p.icmp_error) {
+                if let (Some(src), None) = (src, quoted) {
                     let d = snap.policy.decide(&FlowQuery {
                         src,
                         dst,
