@@ -66,9 +66,13 @@ struct Args {
     /// Largest IP packet every port carries (dataplane.mtu, 68..=9216; default 1500).
     #[arg(long, value_name = "BYTES")]
     mtu: Option<u32>,
-    /// Forward non-first IP fragments untracked (dataplane.pass_fragments).
+    /// Forward later IP fragments without their first fragment's verdict
+    /// (dataplane.pass_fragments).
     #[arg(long)]
     pass_fragments: bool,
+    /// Check TCP sequence windows (conntrack.tcp_window_tracking).
+    #[arg(long)]
+    tcp_window_tracking: bool,
 }
 
 fn quick_start_config(args: &Args) -> Result<Config, String> {
@@ -207,6 +211,9 @@ fn main() -> ExitCode {
     }
     if let Some(m) = args.mtu {
         cfg.dataplane.mtu = m;
+    }
+    if args.tcp_window_tracking {
+        cfg.conntrack.tcp_window_tracking = true;
     }
     if args.pass_fragments {
         cfg.dataplane.pass_fragments = true;

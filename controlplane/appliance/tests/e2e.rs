@@ -528,7 +528,7 @@ fn two_workers_through_af_packet_keep_related_packets_with_their_connections() {
             "net_af_packet0,iface=veth-a,qpairs=2",
             "net_af_packet1,iface=veth-b,qpairs=2",
         ],
-        &["--workers", "0,1"],
+        &["--workers", "0,1", "--tcp-window-tracking"],
     );
     // Many connections: the fan-out hash puts some on each worker.
     for _ in 0..12 {
