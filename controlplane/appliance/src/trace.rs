@@ -51,7 +51,7 @@ pub fn line(engine: &Engine, r: &TraceRecord) -> String {
         let _ = write!(
             s,
             " {} {}:{} -> {}:{}",
-            proto_name(t.proto),
+            crate::events::proto_name(t.proto),
             addr_to_ip(t.src),
             t.sport,
             addr_to_ip(t.dst),
@@ -101,15 +101,4 @@ pub fn line(engine: &Engine, r: &TraceRecord) -> String {
         }
     );
     s
-}
-
-fn proto_name(p: u8) -> String {
-    match p {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmpv6".into(),
-        132 => "sctp".into(),
-        n => format!("proto-{n}"),
-    }
 }

@@ -26,7 +26,7 @@
 
 use std::sync::Arc;
 
-use bulkhead_classify::{Action, FlowQuery, PlaceError, RuleRef, SegIdx, ZoneMask};
+use bulkhead_classify::{Action, Decision, FlowQuery, PlaceError, RuleRef, SegIdx, ZoneMask};
 use bulkhead_conntrack::{
     domain_vlans, tcp_may_open, vlan_domain, ConnFlags, ConnKey, ConnTable, Dir, Endpoint, Entry,
     EntryId, InsertError, KeySide, NewConn, Quotas, Segment, TableConfig, Timeouts, Track,

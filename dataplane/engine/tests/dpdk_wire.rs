@@ -335,21 +335,48 @@ fn ping_through_the_wire() {
     finish(e, &w);
 }
 
-#[test]
-fn two_workers_each_own_their_queue_of_every_port() {
+/// Two workers on ring ports with two queues each: the rings behind every
+/// queue, the test's own mbuf pool, and the engine.
+struct TwoWorkers {
+    arx: [Ring; 2],
+    atx: [Ring; 2],
+    brx: [Ring; 2],
+    btx: [Ring; 2],
+    pool: Mempool,
+    engine: Engine,
+}
+
+fn two_workers(name: &str) -> TwoWorkers {
     let e = eal();
-    let ring = |s: &str| Ring::new(e, &format!("t6_{s}"), 1024).expect("ring");
+    let ring = |s: &str| Ring::new(e, &format!("{name}_{s}"), 1024).expect("ring");
     let (arx, atx, brx, btx) = (
         [ring("arx0"), ring("arx1")],
         [ring("atx0"), ring("atx1")],
         [ring("brx0"), ring("brx1")],
         [ring("btx0"), ring("btx1")],
     );
-    let a =
-        Port::from_rings(e, "net_t6_a", &[&arx[0], &arx[1]], &[&atx[0], &atx[1]]).expect("port a");
-    let b =
-        Port::from_rings(e, "net_t6_b", &[&brx[0], &brx[1]], &[&btx[0], &btx[1]]).expect("port b");
-    let pool = Mempool::new(e, "t6_pool", 1023, 0, bulkhead_dpdk::DEFAULT_DATA_ROOM).expect("pool");
+    let a = Port::from_rings(
+        e,
+        &format!("net_{name}_a"),
+        &[&arx[0], &arx[1]],
+        &[&atx[0], &atx[1]],
+    )
+    .expect("port a");
+    let b = Port::from_rings(
+        e,
+        &format!("net_{name}_b"),
+        &[&brx[0], &brx[1]],
+        &[&btx[0], &btx[1]],
+    )
+    .expect("port b");
+    let pool = Mempool::new(
+        e,
+        &format!("{name}_pool"),
+        1023,
+        0,
+        bulkhead_dpdk::DEFAULT_DATA_ROOM,
+    )
+    .expect("pool");
     let cores = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
         vec![0, 1]
     } else {
@@ -378,6 +405,26 @@ fn two_workers_each_own_their_queue_of_every_port() {
         trace_filter: bulkhead_engine::trace::TraceFilter::default(),
     };
     let engine = Engine::start(e, cfg, compile(POLICY)).expect("engine starts");
+    TwoWorkers {
+        arx,
+        atx,
+        brx,
+        btx,
+        pool,
+        engine,
+    }
+}
+
+#[test]
+fn two_workers_each_own_their_queue_of_every_port() {
+    let TwoWorkers {
+        arx,
+        atx,
+        brx,
+        btx,
+        pool,
+        engine,
+    } = two_workers("t6");
     let put = |r: &Ring, frames: &[Vec<u8>]| {
         let mut burst: MbufBurst<32> = MbufBurst::new();
         for f in frames {
@@ -487,48 +534,14 @@ fn an_early_fragment_is_held_by_the_worker_and_sent_after_its_first() {
 /// would put them): they are handed to worker 1, which owns the entries.
 #[test]
 fn related_packets_reaching_the_wrong_worker_are_handed_to_the_owner() {
-    let e = eal();
-    let ring = |s: &str| Ring::new(e, &format!("t10_{s}"), 1024).expect("ring");
-    let (arx, atx, brx, btx) = (
-        [ring("arx0"), ring("arx1")],
-        [ring("atx0"), ring("atx1")],
-        [ring("brx0"), ring("brx1")],
-        [ring("btx0"), ring("btx1")],
-    );
-    let a =
-        Port::from_rings(e, "net_t10_a", &[&arx[0], &arx[1]], &[&atx[0], &atx[1]]).expect("port a");
-    let b =
-        Port::from_rings(e, "net_t10_b", &[&brx[0], &brx[1]], &[&btx[0], &btx[1]]).expect("port b");
-    let pool =
-        Mempool::new(e, "t10_pool", 1023, 0, bulkhead_dpdk::DEFAULT_DATA_ROOM).expect("pool");
-    let cores = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-        vec![0, 1]
-    } else {
-        vec![0, 0]
-    };
-    let cfg = EngineConfig {
-        workers: cores,
-        wires: vec![(a, b)],
-        mbufs: 2047,
-        mbuf_cache: 32,
-        rx_desc: 256,
-        tx_desc: 256,
-        mtu: bulkhead_dpdk::DEFAULT_MTU,
-        rx_frame_room: 0,
-        idle: IdleMode::Adaptive,
-        pass_non_ip: false,
-        pass_fragments: false,
-        conntrack_capacity: 1024,
-        timeouts: bulkhead_conntrack::Timeouts::default(),
-        event_mode: EventMode::All,
-        event_queue: 1024,
-        quotas: bulkhead_conntrack::Quotas::UNLIMITED,
-        fold: bulkhead_engine::fold::FoldConfig::default(),
-        zones: bulkhead_engine::zones::ZoneConfig::default(),
-        track_windows: true,
-        trace_filter: bulkhead_engine::trace::TraceFilter::default(),
-    };
-    let engine = Engine::start(e, cfg, compile(POLICY)).expect("engine starts");
+    let TwoWorkers {
+        arx,
+        atx,
+        brx,
+        btx,
+        pool,
+        engine,
+    } = two_workers("t10");
     let put = |r: &Ring, frames: &[Vec<u8>]| {
         let mut burst: MbufBurst<32> = MbufBurst::new();
         for f in frames {

@@ -128,17 +128,9 @@ impl Pipeline {
         now: u64,
     ) -> Fate {
         let t = &p.tuple;
-        let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
-        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone) else {
+        let Some((src, dst, d)) = self.judge_packet(snap, ingress, p) else {
             return Fate::Engine(EngineDrop::Spoofed);
         };
-        let dst = place_dst(snap, t.dst);
-        let d = snap.policy.decide(&FlowQuery {
-            src,
-            dst,
-            proto: t.proto,
-            port: t.svc,
-        });
         if d.action == Action::Allow || d.monitor {
             return Fate::Forward;
         }
@@ -231,10 +223,25 @@ impl Pipeline {
                 return Fate::HandOff;
             }
         }
+        match self.judge_packet(snap, ingress, p) {
+            None => Fate::Engine(EngineDrop::Spoofed),
+            Some((_, _, d)) if d.action == Action::Allow => Fate::Forward,
+            Some(_) => Fate::Engine(EngineDrop::IcmpUnrelated),
+        }
+    }
+
+    /// Place a packet (source with anti-spoofing by VLAN and zone,
+    /// destination) and judge it by the rules, as a packet on its own.
+    /// `None`: its source is spoofed.
+    pub(super) fn judge_packet(
+        &self,
+        snap: &PolicySnapshot,
+        ingress: Ingress,
+        p: &IpPacket,
+    ) -> Option<(SegIdx, SegIdx, Decision)> {
+        let t = &p.tuple;
         let zone = self.ingress_zone(snap, ingress, p.outer_vlan, p.vlan);
-        let Ok(src) = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone) else {
-            return Fate::Engine(EngineDrop::Spoofed);
-        };
+        let src = place_src(snap, placement_vlan(p.outer_vlan, p.vlan), t.src, zone).ok()?;
         let dst = place_dst(snap, t.dst);
         let d = snap.policy.decide(&FlowQuery {
             src,
@@ -242,11 +249,7 @@ impl Pipeline {
             proto: t.proto,
             port: t.svc,
         });
-        if d.action == Action::Allow {
-            Fate::Forward
-        } else {
-            Fate::Engine(EngineDrop::IcmpUnrelated)
-        }
+        Some((src, dst, d))
     }
 
     /// A denial event, folded with its repeats and rate-limited (see [`crate::fold`]).
