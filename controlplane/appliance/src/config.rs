@@ -434,6 +434,16 @@ impl Config {
                 "at least one port pair is required".into(),
             );
         }
+        if d.wire.len() > bulkhead_conntrack::MAX_WIRES {
+            return bad(
+                "dataplane.wire",
+                format!(
+                    "{} wires; at most {} (connection keys keep wires apart by a 4-bit index)",
+                    d.wire.len(),
+                    bulkhead_conntrack::MAX_WIRES
+                ),
+            );
+        }
         if d.workers.is_empty() {
             return bad(
                 "dataplane.workers",

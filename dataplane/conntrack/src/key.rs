@@ -53,11 +53,26 @@ pub const fn vlan_domain(outer: Option<u16>, inner: Option<u16>) -> u32 {
     (o << 16) | i
 }
 
-/// The (outer, inner) VLAN IDs of a [`vlan_domain`].
+/// Most wires whose connections a domain keeps apart ([`wire_domain`]).
+pub const MAX_WIRES: usize = 16;
+
+/// A [`vlan_domain`] on one wire (`wire < MAX_WIRES`, in the top four
+/// bits): the same addresses and tags on two wires are two connections, so
+/// a host on one wire cannot ride another wire's connection.
+#[inline]
+#[must_use]
+pub const fn wire_domain(wire: u16, outer: Option<u16>, inner: Option<u16>) -> u32 {
+    ((wire as u32 & 0xf) << 28) | vlan_domain(outer, inner)
+}
+
+/// The (outer, inner) VLAN IDs of a [`vlan_domain`] (or [`wire_domain`]).
 #[inline]
 #[must_use]
 pub const fn domain_vlans(domain: u32) -> (Option<u16>, Option<u16>) {
-    (unpack_vlan(domain >> 16), unpack_vlan(domain & 0xffff))
+    (
+        unpack_vlan((domain >> 16) & 0x0fff),
+        unpack_vlan(domain & 0xffff),
+    )
 }
 
 const fn unpack_vlan(v: u32) -> Option<u16> {
@@ -261,7 +276,9 @@ mod tests {
             (Some(7), None),
         ] {
             assert_eq!(domain_vlans(vlan_domain(o, i)), (o, i));
+            assert_eq!(domain_vlans(wire_domain(15, o, i)), (o, i));
         }
+        assert_ne!(wire_domain(1, None, Some(5)), wire_domain(2, None, Some(5)));
         assert_ne!(vlan_domain(Some(5), None), vlan_domain(None, Some(5)));
     }
 

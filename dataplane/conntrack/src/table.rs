@@ -8,6 +8,16 @@ use crate::quota::{Quotas, Sketch};
 use crate::state::{ConnState, Dir, Step, STATE_COUNT};
 use crate::timeouts::{BadTimeout, Timeouts};
 use crate::window::{self, Segment, Windows};
+
+/// The TCP state kept beside an entry when window tracking is on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TcpWindows {
+    windows: Windows,
+    /// Sequence number plus one of the SYN seen on the live connection
+    /// (`ConnFlags::SYN_AGAIN`): only a SYN-ACK acknowledging exactly it
+    /// starts the connection over.
+    syn_again_ack: u32,
+}
 use bulkhead_prefetch::prefetch_read;
 
 /// Slots per bucket. One bucket is one 64-byte cache line.
@@ -53,6 +63,9 @@ impl ConnFlags {
     /// connection (a reboot, a lost FIN or RST); a SYN-ACK from the responder
     /// now starts the connection over. Kept across `set_judgement`.
     pub const SYN_AGAIN: ConnFlags = ConnFlags(4);
+    /// The initiator's first packet entered on side B of its wire: packets
+    /// from the initiator must keep entering there, its peer's on side A.
+    pub const INITIATOR_ON_B: ConnFlags = ConnFlags(8);
     /// The flags the verdict sets (the rest belong to the table).
     pub const VERDICT: ConnFlags = ConnFlags(1 | 2);
 
@@ -156,6 +169,12 @@ impl Entry {
     #[must_use]
     pub fn state(&self) -> ConnState {
         self.state
+    }
+    /// Did the initiator's first packet enter on side B of its wire?
+    #[inline]
+    #[must_use]
+    pub fn initiator_on_b(&self) -> bool {
+        self.flags.contains(ConnFlags::INITIATOR_ON_B)
     }
     /// Side of the key that opened the connection.
     #[inline]
@@ -497,7 +516,7 @@ pub struct ConnTable {
     by_source: Sketch,
     by_segment: Sketch,
     /// Per entry index, when window tracking is on (else empty).
-    windows: Vec<Windows>,
+    windows: Vec<TcpWindows>,
 }
 
 impl fmt::Debug for ConnTable {
@@ -533,7 +552,7 @@ impl ConnTable {
         let by_source = Sketch::new(cfg.max_connections / 4, cfg.quotas.per_source).map_err(one)?;
         let by_segment = Sketch::new(1024, cfg.quotas.per_segment).map_err(one)?;
         let windows = if cfg.track_windows {
-            alloc_filled(cfg.max_connections, Windows::default()).map_err(one)?
+            alloc_filled(cfg.max_connections, TcpWindows::default()).map_err(one)?
         } else {
             Vec::new()
         };
@@ -598,7 +617,7 @@ impl ConnTable {
             + self.free.capacity() * core::mem::size_of::<u32>()
             + self.by_source.bytes()
             + self.by_segment.bytes()
-            + self.windows.capacity() * core::mem::size_of::<Windows>();
+            + self.windows.capacity() * core::mem::size_of::<TcpWindows>();
         total / self.capacity().max(1)
     }
 
@@ -816,14 +835,17 @@ impl ConnTable {
         if now.saturating_sub(e.last_seen) >= timeouts[e.state as usize] {
             return Track::Stale;
         }
+        // With windows, only the SYN-ACK to the SYN seen may restart.
+        let mut restart_ok = true;
         if let (Some(seg), Some(w)) = (seg, self.windows.get_mut(id.index as usize)) {
             let marked = e.flags.contains(ConnFlags::SYN_AGAIN);
+            restart_ok = seg.ack == w.syn_again_ack;
             if !window_fits(w, e.state, marked, dir, seg) {
                 return Track::OutOfWindow;
             }
         }
         if e.state.is_tcp() {
-            if let Some(t) = syn_again(e, dir, tcp_flags, bytes, now) {
+            if let Some(t) = syn_again(e, dir, tcp_flags, restart_ok, bytes, now) {
                 return t;
             }
         }
@@ -854,8 +876,8 @@ impl ConnTable {
             return;
         }
         if let Some(w) = self.windows.get_mut(id.index as usize) {
-            *w = Windows::default();
-            window::open(w, Dir::Original as usize, syn);
+            *w = TcpWindows::default();
+            window::open(&mut w.windows, Dir::Original as usize, syn);
         }
     }
 
@@ -1217,21 +1239,34 @@ impl ConnTable {
 /// handshake segments open the halves they start, a SYN-ACK answering a SYN
 /// on a live connection starts both over; everything else is checked.
 #[inline]
-fn window_fits(w: &mut Windows, state: ConnState, marked: bool, dir: Dir, seg: &Segment) -> bool {
+fn window_fits(
+    t: &mut TcpWindows,
+    state: ConnState,
+    marked: bool,
+    dir: Dir,
+    seg: &Segment,
+) -> bool {
     use crate::state::tcp_flags::{ACK, FIN, RST, SYN};
     let f = seg.flags & (SYN | ACK | FIN | RST);
     let d = dir as usize;
+    let w = &mut t.windows;
     match (dir, f) {
         // Retransmitted SYN before the answer, or a SYN on a live
-        // connection (it passes unchanged, see `syn_again`).
+        // connection (it passes unchanged, see `syn_again`: its sequence
+        // number is kept, for the SYN-ACK that may start it over).
         (Dir::Original, SYN) => {
             if state == ConnState::TcpSynSent {
                 window::open(w, d, seg);
+            } else {
+                t.syn_again_ack = seg.seq.wrapping_add(1);
             }
             true
         }
         (Dir::Reply, x) if x == SYN | ACK => {
-            if marked {
+            // Only a SYN-ACK to that very SYN starts the connection over; a
+            // forged one (it must guess the SYN's sequence number) is
+            // checked like any segment.
+            if marked && seg.ack == t.syn_again_ack {
                 // The peer answered a new SYN on this tuple: a new
                 // connection; its initiator's ISN is what this SYN-ACK acks.
                 let syn = Segment {
@@ -1261,10 +1296,18 @@ fn window_fits(w: &mut Windows, state: ConnState, marked: bool, dir: Dir, seg: &
 /// initiator, on a connection past its handshake, it passes without
 /// changing the state (the host rebooted, or a FIN or RST was lost, and
 /// reuses the tuple) and marks the entry; the responder's SYN-ACK to it then
-/// starts the connection over from `TcpSynRecv`. `None`: not such a packet,
-/// the ordinary transitions apply.
+/// starts the connection over from `TcpSynRecv` (with window tracking, only
+/// one acknowledging that SYN: `restart_ok`). `None`: not such a packet, the
+/// ordinary transitions apply.
 #[inline]
-fn syn_again(e: &mut Entry, dir: Dir, flags: u8, bytes: u32, now: u64) -> Option<Track> {
+fn syn_again(
+    e: &mut Entry,
+    dir: Dir,
+    flags: u8,
+    restart_ok: bool,
+    bytes: u32,
+    now: u64,
+) -> Option<Track> {
     use crate::state::tcp_flags::{ACK, FIN, RST, SYN};
     let marked = e.flags.contains(ConnFlags::SYN_AGAIN);
     let f = flags & (SYN | ACK | FIN | RST);
@@ -1281,7 +1324,7 @@ fn syn_again(e: &mut Entry, dir: Dir, flags: u8, bytes: u32, now: u64) -> Option
             e.count(dir, bytes);
             Some(Track::Accept)
         }
-        (Dir::Reply, x) if marked && x == SYN | ACK => {
+        (Dir::Reply, x) if marked && restart_ok && x == SYN | ACK => {
             e.flags = ConnFlags(e.flags.0 & !ConnFlags::SYN_AGAIN.0);
             e.state = ConnState::TcpSynRecv;
             e.last_seen = now;

@@ -681,3 +681,59 @@ fn a_syn_on_a_live_connection_changes_nothing_if_the_peer_carries_on() {
     );
     assert_eq!(t.entry(id).unwrap().state(), ConnState::TcpSynRecv);
 }
+
+#[test]
+fn with_windows_only_the_syn_ack_to_the_new_syn_restarts_a_live_connection() {
+    let mut cfg = TableConfig::for_slots(64);
+    cfg.max_connections = 8;
+    cfg.track_windows = true;
+    let mut t = ConnTable::new(&cfg).unwrap();
+    let (k, side) = client_key(1, PROTO_TCP);
+    let seg = |flags, seq, ack| Segment {
+        flags,
+        seq,
+        ack,
+        window: 65535,
+        wscale: None,
+        len: 0,
+    };
+    let id = t
+        .insert(&k, t.hash(&k), SEC, new_conn(side), |_| {})
+        .unwrap();
+    t.open_window(id, &seg(SYN, 1000, 0));
+    assert_eq!(
+        t.track_tcp(id, Dir::Reply, &seg(SYN | ACK, 5000, 1001), 60, SEC),
+        Track::Accept
+    );
+    assert_eq!(
+        t.track_tcp(id, Dir::Original, &seg(ACK, 1001, 5001), 60, SEC),
+        Track::Accept
+    );
+    // A (forged) SYN on the live connection, then a forged SYN-ACK that does
+    // not acknowledge it: no restart, the connection goes on.
+    assert_eq!(
+        t.track_tcp(id, Dir::Original, &seg(SYN, 777, 0), 60, 2 * SEC),
+        Track::Accept
+    );
+    let _ = t.track_tcp(id, Dir::Reply, &seg(SYN | ACK, 5000, 1001), 60, 2 * SEC);
+    assert_eq!(t.entry(id).unwrap().state(), ConnState::TcpEstablished);
+    assert_eq!(
+        t.track_tcp(id, Dir::Original, &seg(ACK, 1001, 5001), 60, 3 * SEC),
+        Track::Accept
+    );
+    // The real restart: the SYN-ACK acknowledges the new SYN.
+    assert_eq!(
+        t.track_tcp(id, Dir::Original, &seg(SYN, 90_000, 0), 60, 4 * SEC),
+        Track::Accept
+    );
+    assert_eq!(
+        t.track_tcp(id, Dir::Reply, &seg(SYN | ACK, 70_000, 90_001), 60, 4 * SEC),
+        Track::Accept
+    );
+    assert_eq!(t.entry(id).unwrap().state(), ConnState::TcpSynRecv);
+    assert_eq!(
+        t.track_tcp(id, Dir::Original, &seg(ACK, 90_001, 70_001), 60, 4 * SEC),
+        Track::Accept
+    );
+    assert_eq!(t.entry(id).unwrap().state(), ConnState::TcpEstablished);
+}

@@ -61,7 +61,14 @@ struct Verdict {
 struct Hold {
     key: DatagramKey,
     deadline: u64,
+    /// Where the held fragment sits, checked against the first fragment
+    /// when its verdict arrives.
+    offset: u32,
+    /// Taken: a frame waits here, or a decision on it waits to be taken by
+    /// the caller (a slot is reused only after `take_released`).
     used: bool,
+    /// Decided, waiting for `take_released`.
+    decided: bool,
 }
 
 /// What to do with a later fragment.
@@ -88,6 +95,8 @@ pub enum Release {
     Drop,
     /// Its first fragment never came in time.
     Timeout,
+    /// It overlaps the first fragment's bytes.
+    Overlap,
 }
 
 /// One worker's reassembly state.
@@ -161,9 +170,13 @@ impl Fragments {
             };
         }
         for (i, h) in self.holds.iter_mut().enumerate() {
-            if h.used && h.key == key {
-                h.used = false;
-                let r = if forward {
+            if h.used && !h.decided && h.key == key {
+                h.decided = true;
+                // The checks a later fragment meets when the verdict is
+                // already known: it must not rewrite the judged bytes.
+                let r = if h.offset < first_len {
+                    Release::Overlap
+                } else if forward {
                     Release::Forward
                 } else {
                     Release::Drop
@@ -211,7 +224,9 @@ impl Fragments {
                     *h = Hold {
                         key,
                         deadline: now + HOLD_NS,
+                        offset,
                         used: true,
+                        decided: false,
                     };
                 }
                 Later::Hold(i as u16)
@@ -223,8 +238,8 @@ impl Fragments {
     /// Release held fragments whose deadline passed (dropped).
     pub fn expire(&mut self, now: u64) {
         for (i, h) in self.holds.iter_mut().enumerate() {
-            if h.used && h.deadline <= now {
-                h.used = false;
+            if h.used && !h.decided && h.deadline <= now {
+                h.decided = true;
                 self.released.push((i as u16, Release::Timeout));
             }
         }
@@ -234,6 +249,12 @@ impl Fragments {
     /// the frames it keeps in those slots.
     pub fn take_released(&mut self, mut f: impl FnMut(u16, Release)) {
         for (slot, r) in self.released.drain(..) {
+            if let Some(h) = self.holds.get_mut(usize::from(slot)) {
+                // Only now may the slot take another fragment: the caller
+                // has the frame out of it.
+                h.used = false;
+                h.decided = false;
+            }
             f(slot, r);
         }
     }
@@ -288,6 +309,26 @@ mod tests {
         f.expire(HOLD_NS);
         assert_eq!(released(&mut f), vec![(1, Release::Timeout)]);
         assert_eq!(f.held(), 0);
+    }
+
+    #[test]
+    fn a_slot_is_reused_only_after_its_decision_was_taken() {
+        let mut f = Fragments::new(1);
+        assert_eq!(f.later(key(1), 1480, 100, false, 0), Later::Hold(0));
+        f.first(key(1), 1, true, 1480);
+        // Before the caller takes the decision, another fragment must not
+        // land in slot 0 (its frame would go with key 1's verdict).
+        assert_eq!(f.later(key(2), 1480, 100, false, 1), Later::Hold(1));
+        assert_eq!(released(&mut f), vec![(0, Release::Forward)]);
+        assert_eq!(f.later(key(3), 1480, 100, false, 2), Later::Hold(0));
+    }
+
+    #[test]
+    fn a_held_fragment_overlapping_its_first_is_dropped_on_release() {
+        let mut f = Fragments::new(1);
+        assert_eq!(f.later(key(1), 8, 100, true, 0), Later::Hold(0));
+        f.first(key(1), 1, true, 1480);
+        assert_eq!(released(&mut f), vec![(0, Release::Overlap)]);
     }
 
     #[test]

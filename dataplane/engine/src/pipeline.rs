@@ -10,7 +10,7 @@
 //!
 //! Connection keys hold the addresses, ports, protocol, the request type of
 //! an ICMP query pair, and the frame's VLAN domain (outer and inner tag, see
-//! [`vlan_domain`]) in place of segments. A virtual wire passes frames
+//! [`wire_domain`]: the wire too) in place of segments. A virtual wire passes frames
 //! unchanged, so both directions carry the same tags; the tags and an
 //! address determine that address's segment under any policy (VLAN segment
 //! if listed, else longest prefix), so equal addresses in different segments
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use bulkhead_classify::{Action, Decision, FlowQuery, PlaceError, RuleRef, SegIdx, ZoneMask};
 use bulkhead_conntrack::{
-    domain_vlans, tcp_may_open, vlan_domain, ConnFlags, ConnKey, ConnTable, Dir, Endpoint, Entry,
+    domain_vlans, tcp_may_open, wire_domain, ConnFlags, ConnKey, ConnTable, Dir, Endpoint, Entry,
     EntryId, InsertError, KeySide, NewConn, Quotas, Segment, TableConfig, Timeouts, Track,
 };
 use bulkhead_packet::flow::{addr_to_v4, Addr, FlowTuple};
@@ -43,7 +43,7 @@ use crate::fold::{DenyFolder, FoldConfig, FoldVerdict};
 use crate::fragments::{DatagramKey, Fragments, Later, Release};
 use crate::handoff::FragmentVerdict;
 use crate::handover::PolicySnapshot;
-use crate::stats::{slot, EngineDrop, Fate, LocalCounters};
+use crate::stats::{slot, EngineDrop, Fate, LocalCounters, Side};
 use crate::trace::Tracer;
 use crate::zones::{Ingress, ZoneConfig};
 use crate::BURST;
@@ -286,7 +286,7 @@ impl Pipeline {
                         }
                         continue;
                     }
-                    let domain = vlan_domain(p.outer_vlan, p.vlan);
+                    let domain = wire_domain(ingress.wire, p.outer_vlan, p.vlan);
                     let (key, ks) = match p.icmp {
                         IcmpClass::None => {
                             self.stage[i] = Stage::Lookup(p);
@@ -336,11 +336,11 @@ impl Pipeline {
                 Stage::Lookup(p) => {
                     let fate = self.tracked(snap, ingress, i, &p, frames[i], now);
                     if p.fragment == Fragment::First && fate != Fate::HandOff {
-                        self.first_fragment(&p, fate, now);
+                        self.first_fragment(&p, ingress.wire, fate, now);
                     }
                     fate
                 }
-                Stage::LaterFragment(p) => self.later_fragment(&p, now),
+                Stage::LaterFragment(p) => self.later_fragment(&p, ingress.wire, now),
                 Stage::IcmpError(p) => self.icmp_error(snap, ingress, i, &p, frames[i], now),
                 Stage::Untracked(p) => {
                     self.untracked(snap, ingress, &p, frames[i].len() as u32, now)
@@ -402,15 +402,21 @@ impl Pipeline {
             return self.new_connection(snap, ingress, i, p, frame, now);
         };
         // One look at the entry: direction, liveness and generation.
-        let Some((dir, expired, current)) = self.ct.entry(id).map(|e| {
+        let Some((dir, expired, current, init_on_b)) = self.ct.entry(id).map(|e| {
             (
                 e.dir(self.key_side[i]),
                 self.ct.is_expired(e, now),
                 e.judged_under(snap.generation),
+                e.initiator_on_b(),
             )
         }) else {
             return self.new_connection(snap, ingress, i, p, frame, now);
         };
+        // The initiator's packets enter where its first did, its peer's on
+        // the other side: no host elsewhere on the wire rides the entry.
+        if !expired && (ingress.side == Side::B) != (init_on_b == (dir == Dir::Original)) {
+            return Fate::Engine(EngineDrop::Spoofed);
+        }
         if expired {
             // Dead already (the expiry walk has not reached it): a new connection.
             self.close(snap, id, EventKind::Closed, now);

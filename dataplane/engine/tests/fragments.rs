@@ -160,3 +160,30 @@ fn ipv6_fragments_follow_their_first_too() {
     assert_eq!(one(&mut p, &snap, Side::A, &first6, 1), Fate::Forward);
     assert_eq!(one(&mut p, &snap, Side::A, &later6, 2), Fate::Forward);
 }
+
+#[test]
+fn a_forged_first_fragment_does_not_condemn_a_victims_datagram() {
+    let snap = snapshot(1, POLICY);
+    let (mut p, _q) = pipeline(1024);
+    // A first fragment with web's datagram identification but a source of
+    // db's address on web's VLAN: spoofed, so no verdict is recorded ...
+    let mut forged = Vec::new();
+    let mut sp = FrameSpec::v4([10, 0, 30, 7], APP)
+        .vlan(10)
+        .fragment(0, true);
+    sp.ip_id = 50;
+    build::udp(&mut forged, &sp, 5353, 53, &[0; 64]);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &forged, 1),
+        Fate::Engine(EngineDrop::Spoofed)
+    );
+    // ... and the real datagram's fragments still follow their own first.
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &first(WEB, APP, 51, 5353, 53), 2),
+        Fate::Forward
+    );
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &later(WEB, APP, 51, 185, false), 2),
+        Fate::Forward
+    );
+}

@@ -300,12 +300,19 @@ fn qinq_customers_with_the_same_inner_vlan_do_not_share_connections() {
     assert_eq!(one(&mut p, &snap, Side::B, &other, 2), INVALID);
     let reply = tcp(v4(APP, WEB).qinq(100, 10), 8080, 40000, SYN | ACK);
     assert_eq!(one(&mut p, &snap, Side::B, &reply, 3), Fate::Forward);
-    // A QinQ frame is not placed by its inner VLAN (web's VLAN 10): a db
-    // address under it is placed by address, not counted as spoofed.
+    // A QinQ frame is placed by its outer tag: under outer VLAN 100 (no
+    // segment's) a db address is db's, not web's (VLAN 10 is only inner).
     let db = tcp(v4(DB, APP).qinq(100, 10), 40001, 8080, SYN);
     assert_eq!(
         one(&mut p, &snap, Side::A, &db, 4),
         Fate::Engine(EngineDrop::PolicyDeny)
+    );
+    // Under outer VLAN 10 (web's), a db source is spoofed, whatever the
+    // inner tag: double tagging does not escape VLAN anti-spoofing.
+    let spoof = tcp(v4(DB, APP).qinq(10, 5), 40002, 8080, SYN);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &spoof, 5),
+        Fate::Engine(EngineDrop::Spoofed)
     );
 }
 
@@ -611,4 +618,34 @@ fn blind_rst_and_injected_data_are_dropped_by_window_tracking() {
         p.counters().v[slot::ENGINE_DROP_BASE + EngineDrop::OutOfWindow.index()],
         3
     );
+}
+
+#[test]
+fn a_tracked_connection_is_ridden_only_from_its_own_sides() {
+    let snap = snapshot(1, POLICY);
+    let (mut p, _q) = pipeline(1024);
+    let [syn, synack, ack] = handshake(WEB, APP, 40000, 8080);
+    assert_eq!(one(&mut p, &snap, Side::A, &syn, 1), Fate::Forward);
+    assert_eq!(one(&mut p, &snap, Side::B, &synack, 1), Fate::Forward);
+    // The client's packet arriving from the server's side (a host there
+    // forging the client's address) rides nothing.
+    assert_eq!(
+        one(&mut p, &snap, Side::B, &ack, 2),
+        Fate::Engine(EngineDrop::Spoofed)
+    );
+    // Nor does a server packet from the client's side.
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &synack, 2),
+        Fate::Engine(EngineDrop::Spoofed)
+    );
+    assert_eq!(one(&mut p, &snap, Side::A, &ack, 3), Fate::Forward);
+    // The same tuple on another wire is another connection: a non-SYN there
+    // matches nothing.
+    let other = bulkhead_engine::zones::Ingress {
+        wire: 1,
+        side: Side::A,
+    };
+    let mut fates = [Fate::Forward];
+    p.process_burst(&snap, other, &[ack.as_slice()], 4, &mut fates);
+    assert_eq!(fates[0], Fate::Engine(EngineDrop::Invalid));
 }

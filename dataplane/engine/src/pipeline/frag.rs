@@ -17,9 +17,19 @@ impl Pipeline {
 
     /// A first fragment was judged: its datagram's later fragments follow.
     #[cold]
-    pub(super) fn first_fragment(&mut self, p: &IpPacket, fate: Fate, now: u64) {
+    pub(super) fn first_fragment(&mut self, p: &IpPacket, wire: u16, fate: Fate, now: u64) {
         let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
-        let key = datagram_key(p);
+        // Only a judgement of the datagram itself is a verdict for its later
+        // fragments: a first fragment dropped as spoofed, invalid or for
+        // want of room says nothing about the datagram it claims to start
+        // (else a forged first fragment could condemn a victim's datagram).
+        if !matches!(
+            fate,
+            Fate::Forward | Fate::Engine(EngineDrop::PolicyDeny | EngineDrop::Revoked)
+        ) {
+            return;
+        }
+        let key = datagram_key(p, wire);
         let forward = fate == Fate::Forward;
         self.fragments.first(key, now, forward, payload);
         if self.origin != self.cfg.worker && self.verdicts_out.len() < self.verdicts_out.capacity()
@@ -36,12 +46,12 @@ impl Pipeline {
     /// A later fragment: its datagram's verdict, or held for it.
     #[cold]
     #[inline(never)]
-    pub(super) fn later_fragment(&mut self, p: &IpPacket, now: u64) -> Fate {
+    pub(super) fn later_fragment(&mut self, p: &IpPacket, wire: u16, now: u64) -> Fate {
         let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
         let offset = u32::from(p.frag.offset) * 8;
         match self
             .fragments
-            .later(datagram_key(p), offset, payload, p.frag.more, now)
+            .later(datagram_key(p, wire), offset, payload, p.frag.more, now)
         {
             Later::Forward => Fate::Forward,
             Later::Drop => Fate::Engine(EngineDrop::Fragment),
@@ -62,6 +72,7 @@ impl Pipeline {
                 Release::Forward => Fate::Forward,
                 Release::Drop => Fate::Engine(EngineDrop::Fragment),
                 Release::Timeout => Fate::Engine(EngineDrop::FragmentTimeout),
+                Release::Overlap => Fate::Engine(EngineDrop::FragmentOverlap),
             };
             counters.drop(fate);
             f(slot, fate);
@@ -71,9 +82,9 @@ impl Pipeline {
 
 /// The datagram a fragment belongs to.
 #[inline]
-pub(super) fn datagram_key(p: &IpPacket) -> DatagramKey {
+pub(super) fn datagram_key(p: &IpPacket, wire: u16) -> DatagramKey {
     DatagramKey {
-        domain: vlan_domain(p.outer_vlan, p.vlan),
+        domain: wire_domain(wire, p.outer_vlan, p.vlan),
         src: p.tuple.src,
         dst: p.tuple.dst,
         proto: if p.tuple.v6 { 0 } else { p.tuple.proto },

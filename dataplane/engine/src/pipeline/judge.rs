@@ -70,7 +70,7 @@ impl Pipeline {
             src_segment: src_id,
             generation: snap.generation,
             rule,
-            flags: verdict_flags(d.log, d.monitor),
+            flags: verdict_flags(d.log, d.monitor) | initiator_side(ingress.side),
             bytes: len,
             svc: t.svc,
         };
@@ -278,6 +278,16 @@ pub(super) fn rule_index(r: RuleRef) -> u32 {
     match r {
         RuleRef::Rule(r) => r,
         RuleRef::Default => RULE_DEFAULT,
+    }
+}
+
+/// The flag recording the wire side the initiator's first packet entered on.
+#[inline]
+pub(super) fn initiator_side(side: Side) -> ConnFlags {
+    if side == Side::B {
+        ConnFlags::INITIATOR_ON_B
+    } else {
+        ConnFlags::NONE
     }
 }
 

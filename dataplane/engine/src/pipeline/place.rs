@@ -48,16 +48,13 @@ pub(super) fn quoted_icmp_type(t: &FlowTuple) -> u8 {
         .map_or(0, |q| q.request_type)
 }
 
-/// The VLAN that places a frame in a segment: the only tag of a
-/// single-tagged frame. A QinQ frame is placed by address (a segment's
-/// `vlans` are single tags; its domain still keeps its connections apart).
+/// The VLAN that places a frame in a segment: the outermost tag (the only
+/// tag of a single-tagged frame, the service tag of a QinQ frame, which
+/// names the attachment), so anti-spoofing by VLAN holds for double-tagged
+/// hosts too. The inner tag still keeps their connections apart (domain).
 #[inline]
 pub(super) fn placement_vlan(outer: Option<u16>, inner: Option<u16>) -> Option<u16> {
-    if outer.is_some() {
-        None
-    } else {
-        inner
-    }
+    outer.or(inner)
 }
 
 #[inline]

@@ -86,7 +86,11 @@ impl Pipeline {
             (None, IcmpClass::Query(q)) => (t, q.request_type),
             _ => (t, 0),
         };
-        let (key, _) = conn_key(vlan_domain(p.outer_vlan, p.vlan), &tuple, icmp_type);
+        let (key, _) = conn_key(
+            wire_domain(ingress.wire, p.outer_vlan, p.vlan),
+            &tuple,
+            icmp_type,
+        );
         let before = self.found.get(i).copied().flatten().is_some();
         match self
             .ct
