@@ -187,3 +187,36 @@ fn a_forged_first_fragment_does_not_condemn_a_victims_datagram() {
         Fate::Forward
     );
 }
+
+#[test]
+fn ipv6_extension_headers_after_the_fragment_header_count_as_judged_bytes() {
+    let snap = snapshot(1, POLICY);
+    let (mut p, _q) = pipeline(1024);
+    let c: std::net::Ipv6Addr = "fd00:10::5".parse().unwrap();
+    let s: std::net::Ipv6Addr = "fd00:20::3".parse().unwrap();
+    // Built as DestOpts | Fragment | UDP, then reordered to
+    // Fragment | DestOpts | UDP (both headers are 8 bytes).
+    let mut sp = FrameSpec::v6(c, s)
+        .ipv6_ext(&[bulkhead_packet::build::Ext::DestOpts])
+        .fragment(0, true);
+    sp.ip_id = 7;
+    let mut f = Vec::new();
+    build::udp(&mut f, &sp, 5353, 53, &[1; 64]);
+    let (mut dest, mut frag) = (f[54..62].to_vec(), f[62..70].to_vec());
+    f[20] = proto::FRAGMENT;
+    frag[0] = 60; // fragment -> destination options
+    dest[0] = proto::UDP; // destination options -> UDP
+    f[54..62].copy_from_slice(&frag);
+    f[62..70].copy_from_slice(&dest);
+    assert_eq!(one(&mut p, &snap, Side::A, &f, 1), Fate::Forward);
+    // The fragmentable part of the first fragment is 8 + 72 bytes: a later
+    // fragment at byte 72 would rewrite the last of it.
+    let mut later6 = Vec::new();
+    let mut sp2 = FrameSpec::v6(c, s).fragment(9, false);
+    sp2.ip_id = 7;
+    build::ip(&mut later6, &sp2, proto::UDP, &[2; 16]);
+    assert_eq!(
+        one(&mut p, &snap, Side::A, &later6, 2),
+        Fate::Engine(EngineDrop::FragmentOverlap)
+    );
+}

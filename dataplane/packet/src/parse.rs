@@ -238,8 +238,15 @@ pub struct FragInfo {
     pub id: u32,
     /// Offset of the fragment's payload in the datagram, in 8-byte units.
     pub offset: u16,
+    /// Where the fragmentable part starts, from the IP header: the IPv4
+    /// header length, or just after the IPv6 fragment header (extension
+    /// headers after it belong to the fragmentable part).
+    pub data: u16,
     /// More fragments follow (clear on the last one).
     pub more: bool,
+    /// The protocol field of the IP header itself (IPv4; before any AH
+    /// walk), the same in every fragment of a datagram.
+    pub proto: u8,
 }
 
 /// What a frame is.
@@ -473,7 +480,9 @@ fn parse_ipv4(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
         frag: FragInfo {
             id: u32::from(be16(h[4], h[5])),
             offset,
+            data: ihl as u16,
             more,
+            proto: h[9],
         },
     };
     finish(frame, l2, ip, cfg)
@@ -558,7 +567,10 @@ fn parse_ipv6(frame: &[u8], l2: &L2, cfg: &ParseConfig) -> Result<Parsed, DropRe
         l4: chain.l4,
         end,
         fragment: chain.fragment,
-        frag: chain.frag,
+        frag: FragInfo {
+            data: chain.frag.data.saturating_sub(l3 as u16),
+            ..chain.frag
+        },
     };
     finish(frame, l2, ip, cfg)
 }
@@ -623,7 +635,10 @@ fn walk_ipv6_chain(
                 frag = FragInfo {
                     id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
                     offset,
+                    // Absolute here; `parse_ipv6` makes it relative.
+                    data: u16::try_from(off + 8).unwrap_or(u16::MAX),
                     more,
+                    proto: 0,
                 };
                 if fragment == Fragment::NonFirst {
                     return Ok(Chain {

@@ -18,7 +18,11 @@ impl Pipeline {
     /// A first fragment was judged: its datagram's later fragments follow.
     #[cold]
     pub(super) fn first_fragment(&mut self, p: &IpPacket, wire: u16, fate: Fate, now: u64) {
-        let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
+        // The fragmentable part the first fragment carries (later fragments'
+        // offsets count from its start), so that no later fragment may
+        // overwrite any of it: with IPv6, extension headers after the
+        // fragment header are part of it.
+        let payload = u32::from(p.ip_len).saturating_sub(u32::from(p.frag.data));
         // Only a judgement of the datagram itself is a verdict for its later
         // fragments: a first fragment dropped as spoofed, invalid or for
         // want of room says nothing about the datagram it claims to start
@@ -87,7 +91,7 @@ pub(super) fn datagram_key(p: &IpPacket, wire: u16) -> DatagramKey {
         domain: wire_domain(wire, p.outer_vlan, p.vlan),
         src: p.tuple.src,
         dst: p.tuple.dst,
-        proto: if p.tuple.v6 { 0 } else { p.tuple.proto },
+        proto: p.frag.proto,
         id: p.frag.id,
     }
 }
