@@ -197,8 +197,9 @@ const K7: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// 64x64 -> 128 multiply, folded by xor: every output bit depends on every
 /// input bit of both factors (the wyhash / foldhash primitive).
+/// Also the mixing step of the engine's other small hash tables.
 #[inline(always)]
-fn fold(a: u64, b: u64) -> u64 {
+pub fn fold(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ ((p >> 64) as u64)
 }

@@ -45,7 +45,7 @@ pub mod timeouts;
 pub mod window;
 
 pub use key::{
-    domain_vlans, hash_key, vlan_domain, wire_domain, ConnKey, Endpoint, KeySide, MAX_WIRES,
+    domain_vlans, fold, hash_key, vlan_domain, wire_domain, ConnKey, Endpoint, KeySide, MAX_WIRES,
 };
 pub use quota::Quotas;
 pub use state::{tcp_flags, tcp_may_open, ConnState, Dir, Step};

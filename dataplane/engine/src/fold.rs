@@ -126,10 +126,7 @@ impl DenyFolder {
     }
 
     fn key(&self, src: Addr, dst_segment: u32, proto: u8, svc: u16) -> u64 {
-        let mix = |a: u64, b: u64| {
-            let p = u128::from(a) * u128::from(b);
-            (p as u64) ^ ((p >> 64) as u64)
-        };
+        let mix = bulkhead_conntrack::fold;
         let rest = (u64::from(dst_segment) << 32) | (u64::from(proto) << 16) | u64::from(svc);
         let h = mix(
             src as u64 ^ self.seed,

@@ -120,10 +120,7 @@ impl Fragments {
     }
 
     fn slot(&self, key: &DatagramKey) -> usize {
-        let mix = |a: u64, b: u64| {
-            let p = u128::from(a) * u128::from(b);
-            (p as u64) ^ ((p >> 64) as u64)
-        };
+        let mix = bulkhead_conntrack::fold;
         let a = mix(
             key.src as u64 ^ self.seed,
             (key.src >> 64) as u64 ^ 0x9e37_79b9_7f4a_7c15,

@@ -341,7 +341,7 @@ impl Pipeline {
                     fate
                 }
                 Stage::LaterFragment(p) => self.later_fragment(&p, ingress.wire, now),
-                Stage::IcmpError(p) => self.icmp_error(snap, ingress, i, &p, frames[i], now),
+                Stage::IcmpError(p) => self.icmp_error(snap, ingress, i, &p, now),
                 Stage::Untracked(p) => {
                     self.untracked(snap, ingress, &p, frames[i].len() as u32, now)
                 }

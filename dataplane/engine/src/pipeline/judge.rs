@@ -41,24 +41,16 @@ impl Pipeline {
         let rule = rule_index(d.rule);
         snap.count_rule(self.cfg.worker, rule);
         let src_id = policy.segment_id(src).0;
-        let dst_id = policy.segment_id(dst).0;
-        let mut ev = FlowEvent {
-            kind: EventKind::Allowed,
-            time_ns: now,
-            worker: self.cfg.worker,
-            generation: snap.generation,
-            rule,
-            logged: d.log,
-            monitor: d.monitor,
-            src_segment: src_id,
-            dst_segment: dst_id,
-            tuple: *t,
-            side: Some(ingress.side),
-            packets: [1, 0],
-            bytes: [u64::from(len), 0],
-            duration_ns: 0,
-            repeats: 0,
-        };
+        let mut ev = self.opening_event(
+            snap,
+            EventKind::Allowed,
+            ingress,
+            p,
+            (src, dst),
+            &d,
+            len,
+            now,
+        );
         if d.action == Action::Deny {
             self.counters.add(slot::NEW_DENIED, 1);
             ev.kind = EventKind::Denied;
@@ -127,7 +119,6 @@ impl Pipeline {
         len: u32,
         now: u64,
     ) -> Fate {
-        let t = &p.tuple;
         let Some((src, dst, d)) = self.judge_packet(snap, ingress, p) else {
             return Fate::Engine(EngineDrop::Spoofed);
         };
@@ -135,23 +126,16 @@ impl Pipeline {
             return Fate::Forward;
         }
         self.counters.add(slot::NEW_DENIED, 1);
-        let ev = FlowEvent {
-            kind: EventKind::Denied,
-            time_ns: now,
-            worker: self.cfg.worker,
-            generation: snap.generation,
-            rule: rule_index(d.rule),
-            logged: d.log,
-            monitor: false,
-            src_segment: snap.policy.segment_id(src).0,
-            dst_segment: snap.policy.segment_id(dst).0,
-            tuple: *t,
-            side: Some(ingress.side),
-            packets: [1, 0],
-            bytes: [u64::from(len), 0],
-            duration_ns: 0,
-            repeats: 0,
-        };
+        let ev = self.opening_event(
+            snap,
+            EventKind::Denied,
+            ingress,
+            p,
+            (src, dst),
+            &d,
+            len,
+            now,
+        );
         self.emit_denied(ev);
         Fate::Engine(EngineDrop::PolicyDeny)
     }
@@ -198,11 +182,13 @@ impl Pipeline {
         ingress: Ingress,
         i: usize,
         p: &IpPacket,
-        frame: &[u8],
         now: u64,
     ) -> Fate {
         let t = &p.tuple;
-        let back_to_sender = quoted_flow(frame, p).is_some_and(|q| q.tuple.src == t.dst);
+        // Pass 1 keyed the quoted packet: its source is the key's endpoint on
+        // the side the quote's source is (a zero key when unreadable).
+        let quoted_src = self.keys[i].endpoint(self.key_side[i]).addr;
+        let back_to_sender = quoted_src == t.dst && quoted_src != 0;
         let redirect = t.proto == ICMP && t.svc == ICMP_REDIRECT;
         if back_to_sender && !redirect {
             if let Some(id) = self.looked_up(i) {
@@ -227,6 +213,41 @@ impl Pipeline {
             None => Fate::Engine(EngineDrop::Spoofed),
             Some((_, _, d)) if d.action == Action::Allow => Fate::Forward,
             Some(_) => Fate::Engine(EngineDrop::IcmpUnrelated),
+        }
+    }
+
+    /// The event of a packet judged as the first of its flow.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one event, every field named once"
+    )]
+    fn opening_event(
+        &self,
+        snap: &PolicySnapshot,
+        kind: EventKind,
+        ingress: Ingress,
+        p: &IpPacket,
+        (src, dst): (SegIdx, SegIdx),
+        d: &Decision,
+        len: u32,
+        now: u64,
+    ) -> FlowEvent {
+        FlowEvent {
+            kind,
+            time_ns: now,
+            worker: self.cfg.worker,
+            generation: snap.generation,
+            rule: rule_index(d.rule),
+            logged: d.log,
+            monitor: d.monitor,
+            src_segment: snap.policy.segment_id(src).0,
+            dst_segment: snap.policy.segment_id(dst).0,
+            tuple: p.tuple,
+            side: Some(ingress.side),
+            packets: [1, 0],
+            bytes: [u64::from(len), 0],
+            duration_ns: 0,
+            repeats: 0,
         }
     }
 
