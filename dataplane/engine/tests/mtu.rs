@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bulkhead_dpdk::{Eal, IngressDrops, MbufBurst, Mempool, Port, PortId, Ring};
@@ -20,21 +19,7 @@ const WEB: [u8; 4] = [10, 0, 10, 5];
 const APP: [u8; 4] = [10, 0, 20, 3];
 
 fn eal() -> &'static Eal {
-    static EAL: OnceLock<Eal> = OnceLock::new();
-    EAL.get_or_init(|| {
-        let prefix = format!("--file-prefix=bh-engine-mtu-{}", std::process::id());
-        Eal::init(&[
-            "--no-huge",
-            "-m",
-            "512",
-            "--no-pci",
-            &prefix,
-            "-l",
-            "0",
-            "--log-level=*:error",
-        ])
-        .expect("EAL starts")
-    })
+    test_eal("mtu")
 }
 
 struct Wire {

@@ -142,3 +142,22 @@ pub fn handshake(c: [u8; 4], s: [u8; 4], sport: u16, dport: u16) -> [Vec<u8>; 3]
 
 pub const FLAGS_FIN_ACK: u8 = FIN | ACK;
 pub const FLAGS_RST: u8 = RST;
+
+/// The test binary's EAL (one per process), with a file prefix unique to it.
+pub fn test_eal(tag: &str) -> &'static bulkhead_dpdk::Eal {
+    static EAL: std::sync::OnceLock<bulkhead_dpdk::Eal> = std::sync::OnceLock::new();
+    EAL.get_or_init(|| {
+        let prefix = format!("--file-prefix=bh-engine-{tag}-{}", std::process::id());
+        bulkhead_dpdk::Eal::init(&[
+            "--no-huge",
+            "-m",
+            "512",
+            "--no-pci",
+            &prefix,
+            "-l",
+            "0",
+            "--log-level=*:error",
+        ])
+        .expect("EAL starts")
+    })
+}
