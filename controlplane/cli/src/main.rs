@@ -13,6 +13,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod appliance_zones;
+
 use bulkhead_policy::{limits::MAX_DOCUMENT_BYTES, Diagnostic, Loaded};
 use clap::{Args, Parser, Subcommand};
 
@@ -63,6 +65,10 @@ enum PolicyCmd {
         /// Treat warnings as errors (exit 1 if any).
         #[arg(long)]
         strict: bool,
+        /// Appliance configurations (bulkheadd.toml, repeatable): note every
+        /// zone the policy names that none of them binds.
+        #[arg(long, value_name = "CONFIG")]
+        appliance: Vec<PathBuf>,
     },
     /// Run the policy's tests: one line per test.
     #[command(
@@ -228,10 +234,21 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             );
             Ok(0)
         }
-        PolicyCmd::Lint { file, strict } => {
+        PolicyCmd::Lint {
+            file,
+            strict,
+            appliance,
+        } => {
             let loaded = load(&file.file)?;
             let mut all = loaded.warnings.clone();
             all.extend(bulkhead_policy::lint(&loaded.policy));
+            if !appliance.is_empty() {
+                let mut bound = std::collections::BTreeSet::new();
+                for path in &appliance {
+                    bound.extend(appliance_zones::bound_zones(path).map_err(|e| Fail(2, e))?);
+                }
+                all.extend(bulkhead_policy::lint::unbound_zones(&loaded.policy, &bound));
+            }
             for d in &all {
                 let _ = writeln!(out, "{d}");
             }

@@ -407,3 +407,49 @@ fn check_with_an_ingress_zone() {
     );
     assert_eq!(check("no such zone").status.code(), Some(2));
 }
+
+#[test]
+fn lint_notes_zones_no_given_appliance_binds() {
+    let dir = std::env::temp_dir().join(format!("bulkctl-zones-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("gw.toml");
+    std::fs::write(
+        &cfg,
+        "[policy]\nfile = \"p.yaml\"\n[dataplane]\nwire = [{ a = \"x\", b = \"y\", zones = [\"office\", \"servers\"] }]\n",
+    )
+    .unwrap();
+    let policy = PathBuf::from(policy("zoned-campus.yaml"));
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkctl"))
+        .args(["policy", "lint"])
+        .arg(&policy)
+        .arg("--appliance")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("zone \"vpn\" is bound by none"),
+        "vpn is unbound: {text}"
+    );
+    assert!(!text.contains("zone \"office\" is bound"), "{text}");
+    assert!(!text.contains("zone \"servers\" is bound"), "{text}");
+    // Without --appliance there is nothing to compare with: no note.
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkctl"))
+        .args(["policy", "lint"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("bound by none"));
+    // A file that is not an appliance configuration is refused by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkctl"))
+        .args(["policy", "lint"])
+        .arg(&policy)
+        .arg("--appliance")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zoned-campus.yaml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -41,6 +41,36 @@ pub const EXACT_PAIR_LIMIT: usize = 4096;
 pub const SHADOW_WORK_BUDGET: u64 = 50_000_000;
 
 /// Lint warnings for a loaded policy, sorted by position.
+/// Zones the policy names that none of the given appliances binds (the
+/// spec: "a zone no appliance binds is not an error (lint notes it)").
+/// `bound` holds every zone the appliance configurations name; the notes
+/// are warnings whose message starts with `note:`. One per segment and zone,
+/// at the zone's position.
+pub fn unbound_zones(
+    policy: &Policy,
+    bound: &std::collections::BTreeSet<String>,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for s in &policy.document().segments {
+        for z in &s.zones {
+            if !bound.contains(&z.v) {
+                out.push(Diagnostic {
+                    severity: Severity::Warning,
+                    origin: policy.origin().to_string(),
+                    object: Some(format!("segment \"{}\"", s.name)),
+                    line: z.at.0.line,
+                    column: z.at.0.col,
+                    message: format!(
+                        "note: zone \"{}\" is bound by none of the given appliance configurations: its hosts can reach no appliance from there",
+                        z.v
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
 pub fn lint(policy: &Policy) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let doc = policy.document();
@@ -499,5 +529,19 @@ mod tests {
             .any(|m| m.contains("segment \"c\"") && m.contains("not bound")));
         let unzoned = src.replace(", zones: [edge]", "");
         assert!(!lint_of(&unzoned).iter().any(|m| m.contains("not bound")));
+    }
+
+    #[test]
+    fn unbound_zones_are_noted_once_per_segment_and_zone() {
+        let src = "version: 1\nsegments:\n  a: {id: 1, prefixes: [10.1.0.0/16], zones: [edge, vpn]}\n  b: {id: 2, prefixes: [10.2.0.0/16], zones: [core]}\n";
+        let p = crate::load(src, "z.yaml").unwrap().policy;
+        let bound: std::collections::BTreeSet<String> =
+            ["edge".to_string(), "core".to_string()].into();
+        let notes = unbound_zones(&p, &bound);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].message.contains("\"vpn\""));
+        assert_eq!(notes[0].object.as_deref(), Some("segment \"a\""));
+        assert_eq!(notes[0].line, 3);
+        assert_eq!(unbound_zones(&p, &Default::default()).len(), 3);
     }
 }
