@@ -33,8 +33,8 @@ use bulkhead_conntrack::{
 };
 use bulkhead_packet::flow::{addr_to_v4, Addr, FlowTuple};
 use bulkhead_packet::{
-    icmp_query, parse, quoted_flow, tcp_seq, Arp, Fragment, IcmpClass, IpPacket, ParseConfig,
-    Parsed,
+    icmp_query, parse_into, quoted_flow, tcp_seq, Arp, Fragment, FrameKind, IcmpClass, IpPacket,
+    ParseConfig, Parsed,
 };
 use crossbeam::queue::ArrayQueue;
 
@@ -106,15 +106,15 @@ pub enum PipelineError {
 enum Stage {
     /// Fate already known.
     Done,
-    /// An IP packet to look up under `key`.
-    Lookup(IpPacket),
-    /// An ICMP error whose quoted flow is looked up under `key`.
-    IcmpError(IpPacket),
-    /// An ICMP informational message outside the query pairs: judged by
-    /// the rules per packet, never tracked.
-    Untracked(IpPacket),
-    /// A non-first fragment: follows its datagram's first fragment.
-    LaterFragment(IpPacket),
+    /// An IP packet (in `pkts`) to look up under `key`.
+    Lookup,
+    /// An ICMP error (in `pkts`) whose quoted flow is looked up under `key`.
+    IcmpError,
+    /// An ICMP informational message (in `pkts`) outside the query pairs:
+    /// judged by the rules per packet, never tracked.
+    Untracked,
+    /// A non-first fragment (in `pkts`): follows its datagram's first fragment.
+    LaterFragment,
 }
 
 /// One worker's packet path and the state it owns.
@@ -137,6 +137,9 @@ pub struct Pipeline {
     /// Packet trace (see [`crate::trace`]), when the engine has one.
     tracer: Option<Arc<Tracer>>,
     stage: [Stage; BURST],
+    /// The parsed IP packet of each frame of the burst (valid where
+    /// `stage` says so), written in place by the parser.
+    pkts: [IpPacket; BURST],
     keys: [ConnKey; BURST],
     /// Which side of the key the packet's source is.
     key_side: [KeySide; BURST],
@@ -181,6 +184,7 @@ impl Pipeline {
             events,
             zones,
             stage: [Stage::Done; BURST],
+            pkts: [IpPacket::default(); BURST],
             keys: [ConnKey::default(); BURST],
             key_side: [KeySide::A; BURST],
             hashes: [0; BURST],
@@ -278,30 +282,31 @@ impl Pipeline {
             self.stage[i] = Stage::Done;
             self.keys[i] = ConnKey::default();
             self.hashes[i] = 0;
-            match parse(frame, &self.parse_cfg) {
-                Parsed::Ip(p) => {
+            match parse_into(frame, &self.parse_cfg, &mut self.pkts[i]) {
+                FrameKind::Ip => {
+                    let p = &self.pkts[i];
                     if p.fragment == Fragment::NonFirst {
                         if !self.cfg.pass_fragments {
-                            self.stage[i] = Stage::LaterFragment(p);
+                            self.stage[i] = Stage::LaterFragment;
                         }
                         continue;
                     }
                     let domain = wire_domain(ingress.wire, p.outer_vlan, p.vlan);
                     let (key, ks) = match p.icmp {
                         IcmpClass::None => {
-                            self.stage[i] = Stage::Lookup(p);
+                            self.stage[i] = Stage::Lookup;
                             conn_key(domain, &p.tuple, 0)
                         }
                         IcmpClass::Query(q) => {
-                            self.stage[i] = Stage::Lookup(p);
+                            self.stage[i] = Stage::Lookup;
                             conn_key(domain, &p.tuple, q.request_type)
                         }
                         IcmpClass::Error => {
-                            self.stage[i] = Stage::IcmpError(p);
-                            quoted_key(frame, &p, domain)
+                            self.stage[i] = Stage::IcmpError;
+                            quoted_key(frame, p, domain)
                         }
                         IcmpClass::Informational => {
-                            self.stage[i] = Stage::Untracked(p);
+                            self.stage[i] = Stage::Untracked;
                             continue;
                         }
                     };
@@ -310,14 +315,17 @@ impl Pipeline {
                     self.hashes[i] = self.ct.hash(&key);
                     self.ct.prefetch(self.hashes[i]);
                 }
-                Parsed::Arp(a) => fates[i] = self.arp(snap, ingress, &a),
-                Parsed::NeighborDiscovery(p) => fates[i] = self.nd(snap, ingress, frame, &p),
-                Parsed::NonIp { .. } => {
+                FrameKind::Arp(a) => fates[i] = self.arp(snap, ingress, &a),
+                FrameKind::NeighborDiscovery => {
+                    let p = self.pkts[i];
+                    fates[i] = self.nd(snap, ingress, frame, &p);
+                }
+                FrameKind::NonIp { .. } => {
                     if !self.cfg.pass_non_ip {
                         fates[i] = Fate::Engine(EngineDrop::NonIp);
                     }
                 }
-                Parsed::Drop(r) => fates[i] = Fate::Parse(r),
+                FrameKind::Drop(r) => fates[i] = Fate::Parse(r),
             }
         }
         if count_rx {
@@ -333,16 +341,24 @@ impl Pipeline {
         for i in 0..n {
             let fate = match self.stage[i] {
                 Stage::Done => fates[i],
-                Stage::Lookup(p) => {
+                Stage::Lookup => {
+                    let p = self.pkts[i];
                     let fate = self.tracked(snap, ingress, i, &p, frames[i], now);
                     if p.fragment == Fragment::First && fate != Fate::HandOff {
-                        self.first_fragment(&p, ingress.wire, fate, now);
+                        self.first_fragment(&p, frames[i], ingress.wire, fate, now);
                     }
                     fate
                 }
-                Stage::LaterFragment(p) => self.later_fragment(&p, ingress.wire, now),
-                Stage::IcmpError(p) => self.icmp_error(snap, ingress, i, &p, now),
-                Stage::Untracked(p) => {
+                Stage::LaterFragment => {
+                    let p = self.pkts[i];
+                    self.later_fragment(&p, frames[i], ingress.wire, now)
+                }
+                Stage::IcmpError => {
+                    let p = self.pkts[i];
+                    self.icmp_error(snap, ingress, i, &p, now)
+                }
+                Stage::Untracked => {
+                    let p = self.pkts[i];
                     self.untracked(snap, ingress, &p, frames[i].len() as u32, now)
                 }
             };

@@ -36,8 +36,9 @@ mod parse;
 
 pub use drop::DropReason;
 pub use parse::{
-    icmp_query, nd_target, parse, proto, quoted_flow, tcp_flags, tcp_flags_valid, tcp_seq, Arp,
-    FragInfo, Fragment, IcmpClass, IcmpQuery, IpPacket, ParseConfig, Parsed, QuotedFlow, TcpSeq,
-    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HEADER_LEN, MAX_ARP_BYTES,
-    MAX_IPV6_EXT_HEADERS, MAX_ND_BYTES, MAX_VLAN_TAGS, TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY,
+    fragment_info, icmp_query, nd_target, parse, parse_into, proto, quoted_flow, tcp_flags,
+    tcp_flags_valid, tcp_seq, Arp, FragInfo, Fragment, FrameKind, IcmpClass, IcmpQuery, IpPacket,
+    ParseConfig, Parsed, QuotedFlow, TcpSeq, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
+    ETH_HEADER_LEN, MAX_ARP_BYTES, MAX_IPV6_EXT_HEADERS, MAX_ND_BYTES, MAX_VLAN_TAGS, TPID_8021AD,
+    TPID_8021Q, TPID_QINQ_LEGACY,
 };

@@ -1207,3 +1207,57 @@ fn every_drop_reason_is_reachable() {
         .collect();
     assert!(missing.is_empty(), "no test frame for {missing:?}");
 }
+
+#[test]
+fn fragment_info_reads_the_position_back_from_the_frame() {
+    use bulkhead_packet::{fragment_info, parse_into, FragInfo, FrameKind};
+    // IPv4: identification, offset, M flag, header length, protocol.
+    let mut spec = FrameSpec::v4([10, 0, 0, 1], [10, 0, 0, 2])
+        .vlan(7)
+        .fragment(0, true);
+    spec.ip_id = 0x1234;
+    let mut f = Vec::new();
+    build::udp(&mut f, &spec, 1000, 53, &[0u8; 64]);
+    let mut slot = IpPacket::default();
+    assert_eq!(parse_into(&f, &cfg(), &mut slot), FrameKind::Ip);
+    assert_eq!(slot, ip(&f), "parse_into fills the slot as parse does");
+    assert_eq!(
+        fragment_info(&f, &slot),
+        FragInfo {
+            id: 0x1234,
+            offset: 0,
+            data: 20,
+            more: true,
+            proto: proto::UDP,
+        }
+    );
+    let mut later = Vec::new();
+    build::udp(&mut later, &spec.fragment(9, false), 0, 0, &[0u8; 16]);
+    let p = ip(&later);
+    let info = fragment_info(&later, &p);
+    assert_eq!((info.id, info.offset, info.more), (0x1234, 9, false));
+    // IPv6: after a destination options header, the fragment header's
+    // fields; the fragmentable part starts after it (from the IP header).
+    let mut spec6 = FrameSpec::v6(a6(), b6())
+        .ipv6_ext(&[Ext::DestOpts])
+        .fragment(3, true);
+    spec6.ip_id = 0xdead_beef;
+    let mut f6 = Vec::new();
+    build::udp(&mut f6, &spec6, 0, 0, &[0u8; 24]);
+    let p6 = ip(&f6);
+    let info6 = fragment_info(&f6, &p6);
+    assert_eq!(
+        (info6.id, info6.offset, info6.more, info6.data),
+        (0xdead_beef, 3, true, 40 + 8 + 8)
+    );
+    // Not a fragment: all zero.
+    let mut whole = Vec::new();
+    build::udp(
+        &mut whole,
+        &FrameSpec::v4([10, 0, 0, 1], [10, 0, 0, 2]),
+        1,
+        2,
+        b"x",
+    );
+    assert_eq!(fragment_info(&whole, &ip(&whole)), FragInfo::default());
+}

@@ -88,6 +88,10 @@ pub(super) fn syn_again(
 ) -> Option<Track> {
     use crate::state::tcp_flags::{ACK, FIN, RST, SYN};
     let marked = e.flags.contains(ConnFlags::SYN_AGAIN);
+    // Every case below needs a SYN or the mark: most packets leave here.
+    if flags & SYN == 0 && !marked {
+        return None;
+    }
     let f = flags & (SYN | ACK | FIN | RST);
     let past_handshake = !matches!(
         e.state,

@@ -1,6 +1,7 @@
 //! The pipeline side of virtual reassembly (see [`crate::fragments`]).
 
 use super::*;
+use bulkhead_packet::{fragment_info, FragInfo};
 
 impl Pipeline {
     /// Hand every first-fragment verdict owed to another worker to `f`.
@@ -17,12 +18,20 @@ impl Pipeline {
 
     /// A first fragment was judged: its datagram's later fragments follow.
     #[cold]
-    pub(super) fn first_fragment(&mut self, p: &IpPacket, wire: u16, fate: Fate, now: u64) {
+    pub(super) fn first_fragment(
+        &mut self,
+        p: &IpPacket,
+        frame: &[u8],
+        wire: u16,
+        fate: Fate,
+        now: u64,
+    ) {
+        let frag = fragment_info(frame, p);
         // The fragmentable part the first fragment carries (later fragments'
         // offsets count from its start), so that no later fragment may
         // overwrite any of it: with IPv6, extension headers after the
         // fragment header are part of it.
-        let payload = u32::from(p.ip_len).saturating_sub(u32::from(p.frag.data));
+        let payload = u32::from(p.ip_len).saturating_sub(u32::from(frag.data));
         // Only a judgement of the datagram itself is a verdict for its later
         // fragments: a first fragment dropped as spoofed, invalid or for
         // want of room says nothing about the datagram it claims to start
@@ -33,7 +42,7 @@ impl Pipeline {
         ) {
             return;
         }
-        let key = datagram_key(p, wire);
+        let key = datagram_key(p, &frag, wire);
         let forward = fate == Fate::Forward;
         self.fragments.first(key, now, forward, payload);
         if self.origin != self.cfg.worker && self.verdicts_out.len() < self.verdicts_out.capacity()
@@ -50,13 +59,23 @@ impl Pipeline {
     /// A later fragment: its datagram's verdict, or held for it.
     #[cold]
     #[inline(never)]
-    pub(super) fn later_fragment(&mut self, p: &IpPacket, wire: u16, now: u64) -> Fate {
+    pub(super) fn later_fragment(
+        &mut self,
+        p: &IpPacket,
+        frame: &[u8],
+        wire: u16,
+        now: u64,
+    ) -> Fate {
+        let frag = fragment_info(frame, p);
         let payload = u32::from(p.ip_len) - (u32::from(p.l4_offset) - u32::from(p.l3_offset));
-        let offset = u32::from(p.frag.offset) * 8;
-        match self
-            .fragments
-            .later(datagram_key(p, wire), offset, payload, p.frag.more, now)
-        {
+        let offset = u32::from(frag.offset) * 8;
+        match self.fragments.later(
+            datagram_key(p, &frag, wire),
+            offset,
+            payload,
+            frag.more,
+            now,
+        ) {
             Later::Forward => Fate::Forward,
             Later::Drop => Fate::Engine(EngineDrop::Fragment),
             Later::Overlap => Fate::Engine(EngineDrop::FragmentOverlap),
@@ -86,12 +105,12 @@ impl Pipeline {
 
 /// The datagram a fragment belongs to.
 #[inline]
-pub(super) fn datagram_key(p: &IpPacket, wire: u16) -> DatagramKey {
+pub(super) fn datagram_key(p: &IpPacket, frag: &FragInfo, wire: u16) -> DatagramKey {
     DatagramKey {
         domain: wire_domain(wire, p.outer_vlan, p.vlan),
         src: p.tuple.src,
         dst: p.tuple.dst,
-        proto: p.frag.proto,
-        id: p.frag.id,
+        proto: frag.proto,
+        id: frag.id,
     }
 }

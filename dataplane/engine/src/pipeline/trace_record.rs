@@ -21,7 +21,7 @@ impl Pipeline {
             return;
         };
         for (i, (frame, &fate)) in frames.iter().zip(fates).enumerate() {
-            let parsed = parse(frame, &self.parse_cfg);
+            let parsed = bulkhead_packet::parse(frame, &self.parse_cfg);
             let (kind, ip) = match parsed {
                 Parsed::Ip(p) if p.fragment == Fragment::NonFirst => (Parse::Fragment, Some(p)),
                 Parsed::Ip(p) => (Parse::Ip, Some(p)),
