@@ -1,0 +1,1 @@
+//! The threaded driver (next commit).
