@@ -46,6 +46,11 @@ pub struct NodeConfig {
     pub election_tick: usize,
     /// Ticks between heartbeats.
     pub heartbeat_tick: usize,
+    /// Fixed election timeout of exactly `election_tick` ticks instead of
+    /// raft's random one in `[election_tick, 2 * election_tick)` (drawn from
+    /// an unseeded generator): for seeded, replayable simulations, where the
+    /// schedule supplies the randomness. Keep `false` in production.
+    pub fixed_election_timeout: bool,
 }
 
 impl NodeConfig {
@@ -59,6 +64,7 @@ impl NodeConfig {
             snapshot_threshold: 1_000,
             election_tick: 10,
             heartbeat_tick: 2,
+            fixed_election_timeout: false,
         }
     }
 }
@@ -200,6 +206,16 @@ impl Node {
             applied: state.applied,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
+            min_election_tick: if config.fixed_election_timeout {
+                config.election_tick
+            } else {
+                0
+            },
+            max_election_tick: if config.fixed_election_timeout {
+                config.election_tick + 1
+            } else {
+                0
+            },
             check_quorum: true,
             pre_vote: true,
             ..Default::default()
