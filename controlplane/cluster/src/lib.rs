@@ -32,6 +32,7 @@ mod ready;
 pub mod state;
 pub mod storage;
 
+pub use driver::{Driver, DriverConfig, DriverHandle, StateWatch, Transport};
 pub use error::{ClusterError, LeaderInfo};
 pub use node::{member_id, Completion, CrashPoint, Node, NodeConfig, ProposalId, Status};
 pub use state::{
