@@ -147,6 +147,10 @@ pub struct Node {
     pub(crate) bootstrap_term: u64,
     /// Proposer's clock for commands the node makes itself (set by the driver).
     pub(crate) now_ms: u64,
+    /// Make a snapshot after this ready round even below the threshold: a
+    /// member was added, and raft only sends a joining member a snapshot
+    /// whose conf state includes it.
+    pub(crate) snapshot_due: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -234,6 +238,7 @@ impl Node {
             completions: Vec::new(),
             bootstrap_term: 0,
             now_ms: 0,
+            snapshot_due: false,
         })
     }
 
@@ -319,7 +324,14 @@ impl Node {
             index: self.raw.raft.raft_log.last_index(),
             term: self.raw.raft.term,
         };
-        self.pending.insert(id.index, id.term);
+        if let Some(term) = self.pending.insert(id.index, id.term) {
+            // An earlier proposal at this index was truncated away (this node
+            // lost leadership and won it back): it will never apply.
+            self.completions.push(Completion::Dropped(ProposalId {
+                index: id.index,
+                term,
+            }));
+        }
         id
     }
 
@@ -358,16 +370,20 @@ impl Node {
         }
         let id = member_id(&change.name);
         let change_type = self.check_member_change(&change, id)?;
-        let mut cc = ConfChange::default();
-        cc.set_change_type(change_type);
-        cc.node_id = id;
         let context = serde_json::to_vec(&change).map_err(|source| ClusterError::Codec {
             op: "encode the member change",
             source,
         })?;
+        // The member's name and address travel in the conf change's own context.
+        let mut cc = ConfChange {
+            node_id: id,
+            context: context.into(),
+            ..Default::default()
+        };
+        cc.set_change_type(change_type);
         let before = self.raw.raft.raft_log.last_index();
         self.raw
-            .propose_conf_change(context, cc)
+            .propose_conf_change(Vec::new(), cc)
             .map_err(raft_err("propose a member change"))?;
         if self.raw.raft.raft_log.last_index() == before {
             return Err(self.not_leader());

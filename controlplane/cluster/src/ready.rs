@@ -86,6 +86,7 @@ impl Node {
 
     fn after_ready(&mut self) -> Result<(), ClusterError> {
         self.complete_reads();
+        self.drop_replaced_proposals();
         self.maybe_snapshot()?;
         self.maybe_propose_bootstrap();
         Ok(())
@@ -172,6 +173,9 @@ impl Node {
                 return Ok(self.state.apply_malformed(entry.index, detail));
             }
         }
+        if cc.get_change_type() != ConfChangeType::RemoveNode {
+            self.snapshot_due = true;
+        }
         if cc.get_change_type() == ConfChangeType::RemoveNode && cc.node_id == self.id() {
             tracing::warn!(node = %self.config.name, "this member was removed from the cluster");
         }
@@ -193,6 +197,27 @@ impl Node {
         });
     }
 
+    /// A proposal whose log position now holds an entry of another term, or
+    /// lies past the end of the log (a new leader truncated it), never applies.
+    fn drop_replaced_proposals(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let log = &self.raw.raft.raft_log;
+        let last = log.last_index();
+        let gone: Vec<(u64, u64)> = self
+            .pending
+            .iter()
+            .filter(|(index, term)| **index > last || log.term(**index).is_ok_and(|t| t != **term))
+            .map(|(i, t)| (*i, *t))
+            .collect();
+        for (index, term) in gone {
+            self.pending.remove(&index);
+            self.completions
+                .push(Completion::Dropped(ProposalId { index, term }));
+        }
+    }
+
     fn complete_reads(&mut self) {
         while let Some(&(ctx, index)) = self.reads.front() {
             if index > self.state.applied {
@@ -206,9 +231,11 @@ impl Node {
     fn maybe_snapshot(&mut self) -> Result<(), ClusterError> {
         let applied = self.state.applied;
         let last = self.raw.store().last_snapshot().get_metadata().index;
-        if applied < last + self.config.snapshot_threshold.max(1) {
+        let due = self.snapshot_due && applied > last;
+        if !due && applied < last + self.config.snapshot_threshold.max(1) {
             return Ok(());
         }
+        self.snapshot_due = false;
         let term = self
             .raw
             .raft

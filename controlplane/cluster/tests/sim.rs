@@ -5,7 +5,8 @@ mod common;
 
 use common::{Faults, Sim};
 
-fn run(seed: u64, voters: usize, steps: u64) -> usize {
+/// Acknowledged commands, crashes and snapshots delivered in one schedule.
+fn run(seed: u64, voters: usize, steps: u64) -> [u64; 3] {
     let mut sim = Sim::new(seed, voters, 0, Faults::ROUGH, 5);
     for _ in 0..steps {
         sim.step(0.3);
@@ -13,7 +14,11 @@ fn run(seed: u64, voters: usize, steps: u64) -> usize {
     let members: Vec<usize> = (0..voters).collect();
     sim.heal_and_converge(&members);
     sim.check_final(&members);
-    sim.acked.len()
+    [
+        sim.acked.len() as u64,
+        sim.crashes,
+        sim.snapshots_received.iter().sum(),
+    ]
 }
 
 fn seeds(count: u64) -> Vec<u64> {
@@ -27,11 +32,11 @@ fn seeds(count: u64) -> Vec<u64> {
 }
 
 fn run_many(voters: usize, count: u64, steps: u64) {
-    let mut acked = 0;
+    let mut totals = [0u64; 3];
     for seed in seeds(count) {
         let result = std::panic::catch_unwind(|| run(seed, voters, steps));
         match result {
-            Ok(n) => acked += n,
+            Ok(n) => (0..3).for_each(|k| totals[k] += n[k]),
             Err(e) => {
                 eprintln!(
                     "FAILING SEED: {seed} ({voters} voters); replay with BULKHEAD_SIM_SEED={seed}"
@@ -40,9 +45,12 @@ fn run_many(voters: usize, count: u64, steps: u64) {
             }
         }
     }
+    // The schedules must exercise what they claim to.
+    let [acked, crashes, snapshots] = totals;
+    eprintln!("{voters} voters: {acked} acknowledged commands, {crashes} crashes, {snapshots} snapshots delivered");
     assert!(
-        acked > 0,
-        "no command was ever acknowledged: the schedules test nothing"
+        acked > 0 && crashes > 0 && snapshots > 0,
+        "schedules too tame: {totals:?}"
     );
 }
 

@@ -193,6 +193,10 @@ pub struct Sim {
     waiting: BTreeMap<(usize, ProposalId), Command>,
     /// Commands whose outcome the leader reported after applying them.
     pub acked: Vec<(Command, ApplyOutcome)>,
+    /// Snapshot messages delivered to each node.
+    pub snapshots_received: Vec<u64>,
+    /// Crashes injected in ready loops.
+    pub crashes: u64,
 }
 
 fn tmp_root() -> std::path::PathBuf {
@@ -236,6 +240,8 @@ impl Sim {
             queued: Vec::new(),
             waiting: BTreeMap::new(),
             acked: Vec::new(),
+            snapshots_received: vec![0; n],
+            crashes: 0,
         };
         for i in 0..n {
             let dir = tempfile::Builder::new()
@@ -403,16 +409,25 @@ impl Sim {
         for i in 0..n {
             let plan = self.plan(i, leader, client_rate);
             let command = plan.propose.clone();
+            // A queued command is taken back if the proposal is refused.
+            let from_queue = command
+                .as_ref()
+                .is_some_and(|c| c.identity.starts_with("queued-"));
             let turn = self.hosts[i].run(move |slot| play(slot, plan));
             self.views[i] = if turn.crashed { None } else { turn.view };
-            if let (Some(pid), Some(cmd)) = (turn.proposed, command) {
-                self.waiting.insert((i, pid), cmd);
+            match (turn.proposed, command) {
+                (Some(pid), Some(cmd)) => {
+                    self.waiting.insert((i, pid), cmd);
+                }
+                (None, Some(cmd)) if from_queue => self.queued.insert(0, cmd),
+                _ => {}
             }
             for msg in turn.out {
                 self.send(i, msg);
             }
             self.complete(i, turn.completions);
             if turn.crashed {
+                self.crashes += 1;
                 self.waiting.retain(|(k, _), _| *k != i);
             }
         }
@@ -455,6 +470,9 @@ impl Sim {
             }
             if snap {
                 self.reports[from].push((msg.to, SnapshotStatus::Finish));
+                if let Some(t) = to {
+                    self.snapshots_received[t] += 1;
+                }
             }
             let delay = if f.max_delay > 0 {
                 self.rng.random_range(0..=f.max_delay)
@@ -494,9 +512,19 @@ impl Sim {
         for &i in members {
             self.start(i);
         }
+        self.converge(members);
+    }
+
+    /// As [`Sim::heal_and_converge`], keeping node `down` down (a removed member).
+    pub fn heal_and_converge_without(&mut self, members: &[usize], down: usize) {
+        self.configs[down].initial_cluster.clear();
+        self.heal_and_converge(members);
+    }
+
+    fn converge(&mut self, members: &[usize]) {
         for _ in 0..3000 {
             self.step(0.0);
-            if self.queued.is_empty() && self.converged(members) {
+            if self.queued.is_empty() && self.waiting.is_empty() && self.converged(members) {
                 return;
             }
         }
@@ -516,7 +544,23 @@ impl Sim {
                 )
             })
             .collect();
-        panic!("cluster did not converge: {status:#?}");
+        let waiting: Vec<_> = self
+            .waiting
+            .iter()
+            .map(|((i, pid), c)| (name(*i), *pid, c.identity.clone()))
+            .collect();
+        panic!("cluster did not converge: {status:#?}\nwaiting for outcomes of {waiting:?}\nqueued: {}", self.queued.len());
+    }
+
+    /// Steps without new client commands until `f` holds; panics after `max` steps.
+    pub fn run_until(&mut self, what: &str, max: u32, mut f: impl FnMut(&Sim) -> bool) {
+        for _ in 0..max {
+            if f(self) {
+                return;
+            }
+            self.step(0.0);
+        }
+        panic!("gave up waiting for {what}");
     }
 
     pub fn converged(&self, members: &[usize]) -> bool {
