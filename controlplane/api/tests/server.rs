@@ -14,6 +14,12 @@ use tonic_reflection::pb::v1::{
     server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
     server_reflection_response::MessageResponse, ServerReflectionRequest,
 };
+use tonic_reflection::pb::v1alpha::{
+    server_reflection_client::ServerReflectionClient as AlphaClient,
+    server_reflection_request::MessageRequest as AlphaMessageRequest,
+    server_reflection_response::MessageResponse as AlphaMessageResponse,
+    ServerReflectionRequest as AlphaRequest,
+};
 
 async fn health(ch: tonic::transport::Channel, service: &str) -> Result<i32, tonic::Status> {
     let resp = HealthClient::new(ch)
@@ -58,23 +64,25 @@ async fn a_client_of_the_same_ca_gets_serving() {
 }
 
 #[tokio::test]
-async fn reflection_lists_the_services() {
+async fn reflection_lists_the_services_and_describes_them() {
     let lab = common::start().await;
     let ch = lab.client("stranger").await.expect("connect");
-    let req = ServerReflectionRequest {
+    let req = |m: MessageRequest| ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
+        message_request: Some(m),
     };
-    let mut stream = ServerReflectionClient::new(ch)
-        .server_reflection_info(tokio_stream::iter([req]))
+    let reqs = [
+        req(MessageRequest::ListServices(String::new())),
+        req(MessageRequest::FileContainingSymbol(
+            "bulkhead.v1.PolicyService".into(),
+        )),
+    ];
+    let mut stream = ServerReflectionClient::new(ch.clone())
+        .server_reflection_info(tokio_stream::iter(reqs))
         .await
         .expect("reflection call")
         .into_inner();
-    let resp = stream
-        .message()
-        .await
-        .expect("answer")
-        .expect("one message");
+    let resp = stream.message().await.expect("answer").expect("list");
     let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
         panic!("unexpected answer {resp:?}");
     };
@@ -86,6 +94,51 @@ async fn reflection_lists_the_services() {
     ] {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
+    let resp = stream.message().await.expect("answer").expect("file");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = resp.message_response else {
+        panic!("unexpected answer {resp:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+
+    // The older v1alpha protocol, still used by some tools, answers too.
+    let mut stream = AlphaClient::new(ch)
+        .server_reflection_info(tokio_stream::iter([AlphaRequest {
+            host: String::new(),
+            message_request: Some(AlphaMessageRequest::ListServices(String::new())),
+        }]))
+        .await
+        .expect("v1alpha call")
+        .into_inner();
+    let resp = stream.message().await.expect("answer").expect("list");
+    let Some(AlphaMessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected answer {resp:?}");
+    };
+    assert!(list
+        .service
+        .iter()
+        .any(|s| s.name == "bulkhead.v1.PolicyService"));
+}
+
+#[tokio::test]
+async fn health_follows_the_reporter() {
+    let lab = common::start().await;
+    let ch = lab.client("ops-bot").await.expect("connect");
+    lab.health
+        .set_service_status(
+            "bulkhead.v1.PolicyService",
+            tonic_health::ServingStatus::NotServing,
+        )
+        .await;
+    assert_eq!(
+        health(ch.clone(), "bulkhead.v1.PolicyService")
+            .await
+            .expect("health"),
+        ServingStatus::NotServing as i32
+    );
+    let err = health(ch, "bulkhead.v1.NoSuchService")
+        .await
+        .expect_err("unknown service");
+    assert_eq!(err.code(), tonic::Code::NotFound);
 }
 
 /// A refused handshake shows either at connect or at the first call (TLS

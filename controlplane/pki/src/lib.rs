@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 pub use files::{ca_cert_path, ca_key_path, cert_path, key_path};
 pub use mint::{init, issue, Initialised, Issued};
-pub use tls::{client_tls, identity_of, server_tls};
+pub use tls::{client_tls, identity_of, server_tls, TLS_HANDSHAKE_TIMEOUT};
 
 /// The identity [`init`] issues besides the CA.
 pub const ADMIN_IDENTITY: &str = "admin";

@@ -1,21 +1,27 @@
 //! Mutual TLS from a PKI directory, and the identity of a verified peer.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::files::{self, ca_cert_path, cert_path, key_path};
 use crate::PkiError;
 
+/// Longest a server waits for a client to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Server side: present `dir/NAME.crt` and require every client to present a
 /// certificate signed by the CA in `dir` (connections without one are
-/// refused during the handshake).
+/// refused during the handshake, as are handshakes slower than
+/// [`TLS_HANDSHAKE_TIMEOUT`]).
 pub fn server_tls(dir: &Path, name: &str) -> Result<ServerTlsConfig, PkiError> {
     let (ca, identity) = load(dir, name)?;
     Ok(ServerTlsConfig::new()
         .identity(identity)
         .client_ca_root(ca)
-        .client_auth_optional(false))
+        .client_auth_optional(false)
+        .timeout(TLS_HANDSHAKE_TIMEOUT))
 }
 
 /// Client side: present `dir/IDENTITY.crt`, trust only the CA in `dir`, and

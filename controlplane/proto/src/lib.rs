@@ -53,9 +53,15 @@ mod tests {
     #[test]
     fn service_names_match_the_generated_servers() {
         use tonic::server::NamedService;
-        let generated =
-            [<v1::policy_service_server::PolicyServiceServer<()> as NamedService>::NAME];
-        assert_eq!(generated[0], SERVICES[0]);
+        let generated = [
+            <v1::policy_service_server::PolicyServiceServer<()> as NamedService>::NAME,
+            <v1::endpoint_service_server::EndpointServiceServer<()> as NamedService>::NAME,
+            <v1::cluster_service_server::ClusterServiceServer<()> as NamedService>::NAME,
+            <v1::access_service_server::AccessServiceServer<()> as NamedService>::NAME,
+            <v1::dataplane_service_server::DataplaneServiceServer<()> as NamedService>::NAME,
+            <v1::peer_service_server::PeerServiceServer<()> as NamedService>::NAME,
+        ];
+        assert_eq!(generated, SERVICES);
     }
 
     #[test]

@@ -159,6 +159,8 @@ pub struct Lab {
     pub addr: SocketAddr,
     pub audit: Arc<TestAudit>,
     pub reached: Reached,
+    /// The server's health statuses.
+    pub health: tonic_health::server::HealthReporter,
 }
 
 /// Identities issued by [`Lab::start`]: `gw-1` (the server), `gw-2` (a
@@ -189,6 +191,7 @@ pub async fn start() -> Lab {
     let server = ApiServer::new()
         .policy(TestPolicy(reached.clone()))
         .peer(TestPeer(reached.clone()));
+    let health = server.health_reporter();
     tokio::spawn(async move {
         server
             .serve(listener, tls, auth, std::future::pending())
@@ -201,6 +204,7 @@ pub async fn start() -> Lab {
         addr,
         audit,
         reached,
+        health,
     }
 }
 
