@@ -189,6 +189,18 @@ async fn a_client_without_a_certificate_is_refused() {
 }
 
 #[tokio::test]
+async fn the_client_checks_the_server_name() {
+    let lab = common::start().await;
+    // gw-1's certificate names 127.0.0.1 only: a client expecting another
+    // address (or a DNS name) refuses the server.
+    for expected in ["10.9.9.9", "gw-1.lab"] {
+        let tls = bulkhead_pki::client_tls(&lab.pki, "admin", expected).expect("tls");
+        refused(&lab, tls).await;
+    }
+    assert!(lab.audit.0.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
 async fn a_viewer_cannot_apply_and_the_refusal_is_audited() {
     let lab = common::start().await;
     let ch = lab.client("ops-bot").await.expect("connect");
