@@ -5,6 +5,9 @@
 //! command tree is laid out so the same subcommands can gain online forms
 //! (`--server`, reserved: refused with a clear message for now).
 //!
+//! `bulkctl pki init DIR` and `bulkctl pki issue DIR NAME [--host ADDR]...`
+//! make the cluster's lab PKI (`bulkhead-pki`).
+//!
 //! Exit codes: 0 success; 1 a finding (`test` failures, `lint --strict`
 //! warnings, `fmt --check` differences); 2 invalid document or usage.
 #![forbid(unsafe_code)]
@@ -38,6 +41,37 @@ enum Command {
     /// Policy as code: validate, lint, test, check, diff and format policy files.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Lab PKI: the cluster CA and the certificates of members and clients.
+    #[command(subcommand)]
+    Pki(PkiCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCmd {
+    /// Make a new CA in DIR (ca.crt, ca.key) and an `admin` identity (admin.crt, admin.key).
+    #[command(
+        after_help = "Refuses to overwrite an existing CA. Key files are written with mode 0600.\n\nExit: 0 written, 2 refused (the message names the problem).\n\nExample:\n  bulkctl pki init /etc/bulkhead/pki"
+    )]
+    Init {
+        /// Directory of the PKI (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Issue DIR/NAME.crt and DIR/NAME.key, signed by the CA in DIR (TLS server and client use).
+    #[command(
+        after_help = "NAME is the identity (certificate common name): letters, digits, '_', '.', '-', at most 128 bytes.\nEach --host (IP address or DNS name) becomes a subject alternative name; members need the\naddresses they are reached at.\n\nExit: 0 written, 2 refused (invalid name or host, no CA, identity exists).\n\nExamples:\n  bulkctl pki issue /etc/bulkhead/pki gw-1 --host 10.0.0.11 --host gw-1.lab\n  bulkctl pki issue /etc/bulkhead/pki ops-bot"
+    )]
+    Issue {
+        /// Directory of the PKI (made by `bulkctl pki init`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Identity name (the certificate's common name).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// IP address or DNS name the identity serves at (repeatable).
+        #[arg(long = "host", value_name = "ADDR")]
+        hosts: Vec<String>,
+    },
 }
 
 /// A policy file, or `-` for standard input.
@@ -210,11 +244,42 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         return Err(Fail(
             2,
             format!(
-                "--server {s}: online mode is not available yet; policy commands work on files"
+                "--server {s}: online mode is not available yet; the policy and pki commands work offline"
             ),
         ));
     }
-    let Command::Policy(cmd) = cli.command;
+    match cli.command {
+        Command::Policy(cmd) => run_policy(cmd),
+        Command::Pki(cmd) => run_pki(cmd),
+    }
+}
+
+fn run_pki(cmd: PkiCmd) -> Result<u8, Fail> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        PkiCmd::Init { dir } => {
+            let done = bulkhead_pki::init(&dir).map_err(|e| Fail(2, e.to_string()))?;
+            for path in [
+                &done.ca_cert,
+                &done.ca_key,
+                &done.admin.cert,
+                &done.admin.key,
+            ] {
+                let _ = writeln!(out, "wrote {}", path.display());
+            }
+        }
+        PkiCmd::Issue { dir, name, hosts } => {
+            let done =
+                bulkhead_pki::issue(&dir, &name, &hosts).map_err(|e| Fail(2, e.to_string()))?;
+            for path in [&done.cert, &done.key] {
+                let _ = writeln!(out, "wrote {}", path.display());
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn run_policy(cmd: PolicyCmd) -> Result<u8, Fail> {
     let mut out = std::io::stdout().lock();
     match cmd {
         PolicyCmd::Validate(f) => {
