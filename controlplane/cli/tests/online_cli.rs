@@ -398,6 +398,18 @@ fn a_server_of_another_ca_is_refused_with_a_tls_message() {
         "{err}"
     );
     assert!(err.contains("certificate"), "{err}");
+
+    // Trusting the server's CA but presenting a certificate of another CA:
+    // the server refuses us during (or right after) the handshake.
+    let mixed = tmp.path().join("mixed");
+    bulkhead_pki::init(&mixed).expect("init mixed");
+    std::fs::copy(theirs.join("ca.crt"), mixed.join("ca.crt")).expect("copy ca");
+    let o = online(&lab, &mixed, "admin", &["cluster", "status"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("TLS client certificate"), "{err}");
+    assert!(err.contains("mixed/admin.crt"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]

@@ -293,14 +293,40 @@ impl Target {
         let msg = if connection_refused(e) {
             format!("cannot reach {}: connection refused", self.endpoint)
         } else if is_tls(&parts) {
+            let host =
+                split_endpoint(&self.endpoint).map_or_else(|_| self.endpoint.clone(), |(h, _)| h);
             format!(
-                "cannot reach {}: TLS handshake failed: {deepest} (is {} the cluster's PKI, and is {} an address in the member's certificate?)",
+                "cannot reach {}: TLS handshake failed: {deepest} (is {} the cluster's PKI, and does the member's certificate name {host}?)",
                 self.endpoint,
                 self.pki.display(),
-                self.endpoint
             )
         } else {
             format!("cannot reach {}: {deepest}", self.endpoint)
+        };
+        Fail(EXIT_UNAVAILABLE, msg)
+    }
+
+    /// A call that failed in the transport, after the connection was made:
+    /// the member closed it or TLS failed (with TLS 1.3 a server refuses a
+    /// client certificate after the client thinks the handshake is done).
+    fn transport_fail(&self, src: &(dyn std::error::Error + 'static)) -> Fail {
+        let parts = chain(src);
+        let cert = bulkhead_pki::cert_path(&self.pki, &self.identity);
+        let msg = if is_tls(&parts) {
+            let deepest = parts.last().cloned().unwrap_or_default();
+            format!(
+                "{} refused the TLS session: {deepest} (is {} signed by the cluster's CA?)",
+                self.endpoint,
+                cert.display()
+            )
+        } else if parts.iter().any(|p| p.contains("connection closed")) {
+            format!(
+                "{} closed the connection during the call (a member refuses a TLS client certificate its CA did not sign: is {} from the cluster's PKI?)",
+                self.endpoint,
+                cert.display()
+            )
+        } else {
+            return self.unreachable(src);
         };
         Fail(EXIT_UNAVAILABLE, msg)
     }
@@ -310,21 +336,7 @@ impl Target {
         let code = exit_code(s.code());
         // A status made by the transport (not the server) carries the error.
         if let Some(src) = std::error::Error::source(s) {
-            let parts = chain(src);
-            if is_tls(&parts) {
-                let deepest = parts.last().cloned().unwrap_or_default();
-                return Fail(
-                    EXIT_UNAVAILABLE,
-                    format!(
-                        "{} refused the TLS session: {deepest} (is {} signed by the cluster's CA?)",
-                        self.endpoint,
-                        bulkhead_pki::cert_path(&self.pki, &self.identity).display()
-                    ),
-                );
-            }
-            if s.code() == Code::Unavailable || s.code() == Code::Unknown {
-                return self.unreachable(src);
-            }
+            return self.transport_fail(src);
         }
         let text = s.message().trim();
         let msg = match s.code() {
