@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use bulkhead_api::{ApiServer, AuditSink, AuthLayer, Grants, Role};
 use bulkhead_proto::v1::{
-    self, cluster_service_server::ClusterService, policy_service_server::PolicyService,
+    self, cluster_service_server::ClusterService, dataplane_service_server::DataplaneService,
+    policy_service_server::PolicyService,
 };
 use tonic::{Request, Response, Status};
 
@@ -184,6 +185,66 @@ impl ClusterService for Cluster {
     }
 }
 
+/// Flows: three events, then silence with the stream left open (or closed
+/// when the filter's port is 1).
+struct Dataplane;
+
+#[tonic::async_trait]
+impl DataplaneService for Dataplane {
+    type FlowsStream = tokio_stream::wrappers::ReceiverStream<Result<v1::FlowEvent, Status>>;
+
+    async fn counters(
+        &self,
+        _: Request<v1::CountersRequest>,
+    ) -> Result<Response<v1::CountersResponse>, Status> {
+        unimplemented()
+    }
+    async fn connections(
+        &self,
+        _: Request<v1::ConnectionsRequest>,
+    ) -> Result<Response<v1::ConnectionsResponse>, Status> {
+        unimplemented()
+    }
+    async fn flows(
+        &self,
+        r: Request<v1::FlowsRequest>,
+    ) -> Result<Response<Self::FlowsStream>, Status> {
+        let close = r.into_inner().filter.and_then(|f| f.port) == Some(1);
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            for i in 0..3u32 {
+                let e = v1::FlowEvent {
+                    kind: v1::FlowEventKind::Allowed as i32,
+                    time_ms: 1_714_564_800_000,
+                    src_address: "10.0.0.1".into(),
+                    src_port: 40_000 + i,
+                    dst_address: "10.0.0.2".into(),
+                    dst_port: 5432,
+                    protocol: 6,
+                    rule: "app-to-db".into(),
+                    ..Default::default()
+                };
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+            if !close {
+                // Keep the stream open until the client goes away.
+                tx.closed().await;
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+    async fn flush(
+        &self,
+        _: Request<v1::FlushRequest>,
+    ) -> Result<Response<v1::FlushResponse>, Status> {
+        unimplemented()
+    }
+}
+
 /// A server on 127.0.0.1 presenting `server_pki`'s `gw-1` (IP SAN
 /// 127.0.0.1), with grants admin → admin, ops-bot → viewer.
 struct Lab {
@@ -208,7 +269,10 @@ fn serve(server_pki: &Path) -> Lab {
     ]));
     let auth = AuthLayer::new(Arc::new(grants), Arc::new(NoAudit));
     let tls = bulkhead_pki::server_tls(server_pki, "gw-1").expect("server tls");
-    let server = ApiServer::new().policy(Policy).cluster(Cluster);
+    let server = ApiServer::new()
+        .policy(Policy)
+        .cluster(Cluster)
+        .dataplane(Dataplane);
     rt.spawn(async move {
         server
             .serve(listener, tls, auth, std::future::pending())
@@ -543,4 +607,61 @@ fn wait_names_the_members_that_lag() {
         err.ends_with("bulkctl: timed out after 1 s: gw-3 enforces revision 4 (unreachable)\n"),
         "{err}"
     );
+}
+
+#[test]
+fn flows_stop_when_idle_after_a_count_or_at_the_end() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = pki(tmp.path());
+    let lab = serve(&p);
+    let start = std::time::Instant::now();
+    let o = online(&lab, &p, "ops-bot", &["flows", "--segment", "db"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(2),
+        "stops after the idle period"
+    );
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.starts_with("2024-05-01T12:00:00.000Z allowed tcp 10.0.0.1:40000 -> 10.0.0.2:5432 rule app-to-db rev 0\n"), "{out}");
+    let o = online(&lab, &p, "ops-bot", &["flows", "--count", "2", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let lines: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["src_port"], 40001);
+    // --follow ends when the member ends the stream.
+    let o = online(&lab, &p, "ops-bot", &["flows", "--follow", "--port", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().count(), 3);
+}
+
+#[test]
+fn a_silent_endpoint_times_out_with_exit_4() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = pki(tmp.path());
+    // Accepts TCP, never speaks TLS.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let ep = silent.local_addr().expect("addr").to_string();
+    let start = std::time::Instant::now();
+    let o = bulkctl(&[
+        "--endpoint",
+        &ep,
+        "--pki",
+        p.to_str().expect("utf-8"),
+        "--timeout",
+        "1",
+        "cluster",
+        "status",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+    assert!(start.elapsed() < std::time::Duration::from_secs(8));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("no answer from {ep} within 1 s")),
+        "{err}"
+    );
+    drop(silent);
 }

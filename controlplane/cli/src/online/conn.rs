@@ -315,11 +315,16 @@ impl Target {
         let msg = if is_tls(&parts) {
             let deepest = parts.last().cloned().unwrap_or_default();
             format!(
-                "{} refused the TLS session: {deepest} (is {} signed by the cluster's CA?)",
+                "{} refused the TLS session: {deepest} (is the TLS client certificate {} signed by the cluster's CA?)",
                 self.endpoint,
                 cert.display()
             )
-        } else if parts.iter().any(|p| p.contains("connection closed")) {
+        } else if parts.iter().any(|p| {
+            let p = p.to_ascii_lowercase();
+            ["connection closed", "broken pipe", "connection reset"]
+                .iter()
+                .any(|c| p.contains(c))
+        }) {
             format!(
                 "{} closed the connection during the call (a member refuses a TLS client certificate its CA did not sign: is {} from the cluster's PKI?)",
                 self.endpoint,
