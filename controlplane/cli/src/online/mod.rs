@@ -54,6 +54,6 @@ async fn dispatch(s: &Settings, cmd: Command) -> Result<u8, Fail> {
             follow,
             count,
         } => dataplane::flows(s, filter, follow, count).await,
-        Command::Pki(_) => Err(Fail(2, "pki commands are offline".into())),
+        Command::Pki(_) => Err(Fail(conn::EXIT_INVALID, "pki commands are offline".into())),
     }
 }

@@ -6,7 +6,7 @@ use bulkhead_proto::v1;
 use serde_json::{json, Value};
 
 use super::cluster::wait_enforced;
-use super::conn::{Conn, Settings};
+use super::conn::{Conn, Settings, EXIT_INVALID};
 use super::output::{diagnostic_json, diagnostic_text, note, print, print_json, table, utc};
 use crate::args::{ChangeArgs, PolicyCmd};
 use crate::Fail;
@@ -81,6 +81,18 @@ pub(crate) async fn run(s: &Settings, cmd: PolicyCmd) -> Result<u8, Fail> {
             )
             .await
         }
+        cmd @ (PolicyCmd::Get { .. } | PolicyCmd::History { .. }) => read(s, cmd).await,
+        cmd @ (PolicyCmd::Diff { .. } | PolicyCmd::Check { .. }) => query(s, cmd).await,
+        other => Err(Fail(
+            EXIT_INVALID,
+            format!("not an online policy command: {other:?}"),
+        )),
+    }
+}
+
+/// `policy get` and `policy history`.
+async fn read(s: &Settings, cmd: PolicyCmd) -> Result<u8, Fail> {
+    match cmd {
         PolicyCmd::Get { revision } => {
             let conn = s.connect().await?;
             let req = v1::GetPolicyRequest { revision };
@@ -117,6 +129,13 @@ pub(crate) async fn run(s: &Settings, cmd: PolicyCmd) -> Result<u8, Fail> {
             }
             Ok(0)
         }
+        other => Err(Fail(EXIT_INVALID, format!("not a read: {other:?}"))),
+    }
+}
+
+/// `policy diff` of revisions and `policy check` without a file.
+async fn query(s: &Settings, cmd: PolicyCmd) -> Result<u8, Fail> {
+    match cmd {
         PolicyCmd::Diff { old, new } => {
             let Some((from, to)) = revisions(&old, &new) else {
                 return Err(Fail(
@@ -167,7 +186,7 @@ pub(crate) async fn run(s: &Settings, cmd: PolicyCmd) -> Result<u8, Fail> {
             }
             Ok(0)
         }
-        other => Err(Fail(2, format!("not an online policy command: {other:?}"))),
+        other => Err(Fail(EXIT_INVALID, format!("not a query: {other:?}"))),
     }
 }
 
