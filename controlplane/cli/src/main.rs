@@ -32,7 +32,7 @@ mod appliance_zones;
 mod args;
 mod online;
 
-use args::{Cli, Command, PkiCmd, PolicyCmd};
+use args::{Cli, Command, FileArg, PkiCmd, PolicyCmd};
 use bulkhead_policy::{limits::MAX_DOCUMENT_BYTES, Diagnostic, Loaded};
 use clap::Parser;
 
@@ -205,45 +205,7 @@ fn run_policy(cmd: PolicyCmd, json: bool) -> Result<u8, Fail> {
             );
             Ok(if failed > 0 { 1 } else { 0 })
         }
-        PolicyCmd::Check {
-            file,
-            from,
-            to,
-            service,
-            vlan,
-            zone,
-            revision: _,
-        } => {
-            let Some(file) = file else {
-                return Err(Fail(2, "policy check: no FILE and not online".into()));
-            };
-            let loaded = load(&file)?;
-            let o = loaded
-                .policy
-                .check(&from, &to, &service, vlan, zone.as_deref())
-                .map_err(|d| Fail(2, d.to_string()))?;
-            let verdict = bulkhead_policy::diff::action_word(o.verdict);
-            if json {
-                let v = serde_json::json!({
-                    "verdict": verdict,
-                    "rule": o.rule,
-                    "src_segment": o.src_segment,
-                    "dst_segment": o.dst_segment,
-                    "monitor": o.monitor,
-                });
-                let _ = writeln!(out, "{v}");
-            } else {
-                let _ = writeln!(out, "verdict: {verdict}");
-                let _ = writeln!(out, "rule: {}", o.rule);
-                let _ = writeln!(out, "src_segment: {}", o.src_segment);
-                let _ = writeln!(out, "dst_segment: {}", o.dst_segment);
-                let _ = writeln!(out, "monitor: {}", o.monitor);
-                if o.monitor {
-                    let _ = writeln!(out, "note: the rules deny this; the destination is in monitor mode, so it is forwarded and logged as would-deny");
-                }
-            }
-            Ok(0)
-        }
+        cmd @ PolicyCmd::Check { .. } => check_file(cmd, json),
         PolicyCmd::Diff { old, new } => {
             let (old, new) = (PathBuf::from(old), PathBuf::from(new));
             if old.as_os_str() == "-" && new.as_os_str() == "-" {
@@ -262,34 +224,7 @@ fn run_policy(cmd: PolicyCmd, json: bool) -> Result<u8, Fail> {
             }
             Ok(0)
         }
-        PolicyCmd::Fmt { file, check, write } => {
-            let src = read_source(&file.file)?;
-            let name = origin(&file.file);
-            let loaded = bulkhead_policy::load(&src, &name).map_err(|e| Fail(2, invalid(&e)))?;
-            let text = bulkhead_policy::format(&loaded.policy);
-            if check {
-                if text == src {
-                    return Ok(0);
-                }
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{name}: not in canonical form (run `bulkctl policy fmt --write {name}`)"
-                );
-                return Ok(1);
-            }
-            if write {
-                if file.file.as_os_str() == "-" {
-                    return Err(Fail(2, "--write needs a file, not standard input".into()));
-                }
-                if text != src {
-                    std::fs::write(&file.file, &text)
-                        .map_err(|e| Fail(2, format!("{name}: cannot write: {e}")))?;
-                }
-                return Ok(0);
-            }
-            let _ = write!(out, "{text}");
-            Ok(0)
-        }
+        PolicyCmd::Fmt { file, check, write } => fmt_file(&file, check, write),
         PolicyCmd::Apply { .. }
         | PolicyCmd::Get { .. }
         | PolicyCmd::History { .. }
@@ -297,6 +232,83 @@ fn run_policy(cmd: PolicyCmd, json: bool) -> Result<u8, Fail> {
             Err(Fail(2, "an online command reached the offline path".into()))
         }
     }
+}
+
+/// `policy check FILE ...`: judge one connection against a file.
+fn check_file(cmd: PolicyCmd, json: bool) -> Result<u8, Fail> {
+    let PolicyCmd::Check {
+        file,
+        from,
+        to,
+        service,
+        vlan,
+        zone,
+        revision: _,
+    } = cmd
+    else {
+        return Err(Fail(2, "not a policy check".into()));
+    };
+    let mut out = std::io::stdout().lock();
+    let Some(file) = file else {
+        return Err(Fail(2, "policy check: no FILE and not online".into()));
+    };
+    let loaded = load(&file)?;
+    let o = loaded
+        .policy
+        .check(&from, &to, &service, vlan, zone.as_deref())
+        .map_err(|d| Fail(2, d.to_string()))?;
+    let verdict = bulkhead_policy::diff::action_word(o.verdict);
+    if json {
+        let v = serde_json::json!({
+            "verdict": verdict,
+            "rule": o.rule,
+            "src_segment": o.src_segment,
+            "dst_segment": o.dst_segment,
+            "monitor": o.monitor,
+        });
+        let _ = writeln!(out, "{v}");
+    } else {
+        let _ = writeln!(out, "verdict: {verdict}");
+        let _ = writeln!(out, "rule: {}", o.rule);
+        let _ = writeln!(out, "src_segment: {}", o.src_segment);
+        let _ = writeln!(out, "dst_segment: {}", o.dst_segment);
+        let _ = writeln!(out, "monitor: {}", o.monitor);
+        if o.monitor {
+            let _ = writeln!(out, "note: the rules deny this; the destination is in monitor mode, so it is forwarded and logged as would-deny");
+        }
+    }
+    Ok(0)
+}
+
+/// `policy fmt`: print, check or rewrite the canonical form.
+fn fmt_file(file: &FileArg, check: bool, write: bool) -> Result<u8, Fail> {
+    let mut out = std::io::stdout().lock();
+    let src = read_source(&file.file)?;
+    let name = origin(&file.file);
+    let loaded = bulkhead_policy::load(&src, &name).map_err(|e| Fail(2, invalid(&e)))?;
+    let text = bulkhead_policy::format(&loaded.policy);
+    if check {
+        if text == src {
+            return Ok(0);
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "{name}: not in canonical form (run `bulkctl policy fmt --write {name}`)"
+        );
+        return Ok(1);
+    }
+    if write {
+        if file.file.as_os_str() == "-" {
+            return Err(Fail(2, "--write needs a file, not standard input".into()));
+        }
+        if text != src {
+            std::fs::write(&file.file, &text)
+                .map_err(|e| Fail(2, format!("{name}: cannot write: {e}")))?;
+        }
+        return Ok(0);
+    }
+    let _ = write!(out, "{text}");
+    Ok(0)
 }
 
 fn main() -> ExitCode {
