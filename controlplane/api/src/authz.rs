@@ -34,6 +34,10 @@ pub enum Need {
 
 const PEER_SERVICE: &str = "/bulkhead.v1.PeerService/";
 
+/// Methods a cluster member may call without a role (besides the peer
+/// service): `ClusterService/MemberState`, which `Status` asks every member.
+pub const MEMBER_ALSO: &[&str] = &["/bulkhead.v1.ClusterService/MemberState"];
+
 /// Services open to any verified identity.
 const OPEN_SERVICES: &[&str] = &[
     "/grpc.health.v1.Health/",
@@ -149,6 +153,10 @@ pub fn decide(grants: &dyn Grants, identity: &str, path: &str) -> Result<Caller,
                 )))
             }
         }
+        Need::Role(_) if MEMBER_ALSO.contains(&path) && grants.is_member(identity) => Ok(Caller {
+            identity: identity.to_owned(),
+            role: grants.role_of(identity),
+        }),
         Need::Role(needed) => {
             let unknown = if METHOD_ROLES.iter().any(|(p, _)| *p == path) {
                 ""
@@ -257,6 +265,8 @@ mod tests {
         let r = decide(&t, "root", "/bulkhead.v1.PeerService/Send").expect_err("not member");
         assert!(r.message.contains("not a cluster member"), "{}", r.message);
         assert!(decide(&t, "gw-1", "/bulkhead.v1.PeerService/Forward").is_ok());
+        assert!(decide(&t, "gw-1", "/bulkhead.v1.ClusterService/MemberState").is_ok());
+        assert!(decide(&t, "gw-1", "/bulkhead.v1.ClusterService/Status").is_err());
         assert!(decide(&t, "nobody", "/grpc.health.v1.Health/Check").is_ok());
         let r = decide(&t, "oper", "/x.Y/Z").expect_err("unknown needs admin");
         assert!(

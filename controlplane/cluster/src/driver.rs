@@ -49,8 +49,8 @@ impl DriverConfig {
 type Reply<T> = Sender<Result<T, ClusterError>>;
 
 enum Request {
-    Propose(Command, Reply<ApplyOutcome>),
-    Member(MemberChange, Reply<ApplyOutcome>),
+    Propose(Command, Reply<(u64, ApplyOutcome)>),
+    Member(MemberChange, Reply<(u64, ApplyOutcome)>),
     Transfer(String, Reply<()>),
     ReadIndex(Reply<u64>),
     Step(Box<Message>),
@@ -239,6 +239,11 @@ impl DriverHandle {
 
     /// Proposes `command` and waits until it is applied on this node (leader only).
     pub fn propose(&self, command: Command) -> Result<ApplyOutcome, ClusterError> {
+        self.propose_at(command).map(|(_, outcome)| outcome)
+    }
+
+    /// As [`DriverHandle::propose`], also returning the log index the command applied at.
+    pub fn propose_at(&self, command: Command) -> Result<(u64, ApplyOutcome), ClusterError> {
         self.call("propose", |r| Request::Propose(command, r))
     }
 
@@ -269,6 +274,20 @@ impl DriverHandle {
         address: &str,
         kind: MemberChangeKind,
     ) -> Result<ApplyOutcome, ClusterError> {
+        self.change_member(identity, name, address, kind)
+            .map(|(_, outcome)| outcome)
+    }
+
+    /// Proposes a member change (leader only) and waits until it applies here;
+    /// returns the log index it applied at. `address` is only used by
+    /// [`MemberChangeKind::AddLearner`]; `identity` is audited.
+    pub fn change_member(
+        &self,
+        identity: &str,
+        name: &str,
+        address: &str,
+        kind: MemberChangeKind,
+    ) -> Result<(u64, ApplyOutcome), ClusterError> {
         let change = MemberChange {
             identity: identity.to_owned(),
             time_ms: now_ms(),
@@ -343,7 +362,7 @@ struct Loop<T> {
     transport: T,
     published: Arc<Published>,
     rx: Receiver<Request>,
-    proposals: HashMap<ProposalId, (Instant, Reply<ApplyOutcome>)>,
+    proposals: HashMap<ProposalId, (Instant, Reply<(u64, ApplyOutcome)>)>,
     reads: HashMap<u64, (Instant, Reply<u64>)>,
     next_read: u64,
     applied: u64,
@@ -482,7 +501,7 @@ impl<T: Transport> Loop<T> {
 
     fn reply(&mut self, pid: ProposalId, result: Result<ApplyOutcome, ClusterError>) {
         if let Some((_, reply)) = self.proposals.remove(&pid) {
-            let _ = reply.send(result);
+            let _ = reply.send(result.map(|outcome| (pid.index, outcome)));
         }
     }
 

@@ -1,0 +1,85 @@
+//! [`StateGrants`]: the auth layer's [`Grants`] and [`AuditSink`] over the
+//! replicated state of this member.
+
+use std::sync::Arc;
+
+use bulkhead_cluster::StateWatch;
+use tokio::sync::mpsc;
+
+use crate::ctx::Refused;
+use crate::{AuditSink, Grants, Role};
+
+/// Roles and membership from the applied state; refusals queued for the
+/// replicated audit log (best effort, never blocking the call).
+#[derive(Debug)]
+pub struct StateGrants {
+    watch: StateWatch,
+    initial: Vec<String>,
+    refusals: mpsc::Sender<Refused>,
+}
+
+impl StateGrants {
+    pub(crate) fn new(
+        watch: StateWatch,
+        initial: Vec<String>,
+        refusals: mpsc::Sender<Refused>,
+    ) -> Arc<Self> {
+        Arc::new(StateGrants {
+            watch,
+            initial,
+            refusals,
+        })
+    }
+}
+
+/// The API role of a replicated role.
+pub(crate) fn api_role(r: bulkhead_cluster::Role) -> Role {
+    match r {
+        bulkhead_cluster::Role::Viewer => Role::Viewer,
+        bulkhead_cluster::Role::Operator => Role::Operator,
+        bulkhead_cluster::Role::Admin => Role::Admin,
+    }
+}
+
+/// The replicated role of an API role.
+pub(crate) fn state_role(r: Role) -> bulkhead_cluster::Role {
+    match r {
+        Role::Viewer => bulkhead_cluster::Role::Viewer,
+        Role::Operator => bulkhead_cluster::Role::Operator,
+        Role::Admin => bulkhead_cluster::Role::Admin,
+    }
+}
+
+impl Grants for StateGrants {
+    fn role_of(&self, identity: &str) -> Option<Role> {
+        self.watch.current().role_of(identity).map(api_role)
+    }
+
+    /// A name in the replicated members map; before bootstrap, a name of the
+    /// initial cluster. A joining member (no state and no initial cluster)
+    /// accepts any identity of the cluster CA until its first snapshot
+    /// arrives: it cannot know the leader's name before.
+    fn is_member(&self, identity: &str) -> bool {
+        let state = self.watch.current();
+        if state.bootstrapped {
+            state.members.contains_key(identity)
+        } else if self.initial.is_empty() {
+            true
+        } else {
+            self.initial.iter().any(|n| n == identity)
+        }
+    }
+}
+
+impl AuditSink for StateGrants {
+    fn refused(&self, identity: &str, method: &str, reason: &str) {
+        let r = Refused {
+            identity: identity.to_owned(),
+            action: crate::authz::short_method(method).to_owned(),
+            reason: format!("permission denied: {reason}"),
+        };
+        if self.refusals.try_send(r).is_err() {
+            tracing::warn!(identity, method, "audit queue full; refusal not recorded");
+        }
+    }
+}
