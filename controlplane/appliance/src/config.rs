@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod cluster;
+pub use cluster::{ClusterConfig, Founder};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -30,7 +33,12 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default)]
     pub node: NodeConfig,
-    pub policy: PolicyConfig,
+    /// Standalone: the policy is a file (exactly one of `policy`, `cluster`).
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    /// Cluster mode: the policy is the cluster's replicated revision.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     pub dataplane: DataplaneConfig,
     #[serde(default)]
     pub conntrack: ConntrackConfig,
@@ -408,10 +416,19 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
-        // A relative policy path is relative to the config file.
-        if cfg.policy.file.is_relative() {
-            if let Some(dir) = path.parent() {
-                cfg.policy.file = dir.join(&cfg.policy.file);
+        // Relative paths are relative to the config file.
+        if let Some(dir) = path.parent() {
+            if let Some(p) = cfg.policy.as_mut() {
+                if p.file.is_relative() {
+                    p.file = dir.join(&p.file);
+                }
+            }
+            if let Some(c) = cfg.cluster.as_mut() {
+                for p in [&mut c.data_dir, &mut c.pki] {
+                    if p.is_relative() {
+                        *p = dir.join(&*p);
+                    }
+                }
             }
         }
         cfg.validate(path)?;
@@ -427,6 +444,26 @@ impl Config {
                 message,
             })
         };
+        match (&self.policy, &self.cluster) {
+            (Some(_), Some(_)) => {
+                return bad(
+                    "cluster",
+                    "give either [policy] (standalone) or [cluster], not both".into(),
+                )
+            }
+            (None, None) => {
+                return bad(
+                    "policy",
+                    "missing: [policy] file = ... (standalone) or a [cluster] section".into(),
+                )
+            }
+            (None, Some(c)) => {
+                if let Err((key, message)) = c.check(&self.node.name) {
+                    return bad(key, message);
+                }
+            }
+            (Some(_), None) => {}
+        }
         let d = &self.dataplane;
         if d.wire.is_empty() {
             return bad(
@@ -634,7 +671,10 @@ wire = [{ a = "net_ring0", b = "net_ring1" }]
     #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::parse(MINIMAL, Path::new("/etc/bulkhead/b.toml")).unwrap();
-        assert_eq!(c.policy.file, PathBuf::from("/etc/bulkhead/policy.yaml"));
+        assert_eq!(
+            c.policy.unwrap().file,
+            PathBuf::from("/etc/bulkhead/policy.yaml")
+        );
         assert_eq!(c.dataplane.workers, vec![0]);
         assert_eq!(c.conntrack.capacity, 1 << 16);
         assert_eq!(c.events.output, "-");

@@ -99,13 +99,26 @@ impl EventWriter {
 
     /// Move up to `max_per_worker` events per worker queue to the writer.
     pub fn take_from(&self, engine: &Engine, max_per_worker: usize) {
+        self.take_from_with(engine, max_per_worker, |_| {});
+    }
+
+    /// [`EventWriter::take_from`], also showing each event to `tee` (the
+    /// management API's flow stream) before it is queued for writing.
+    pub fn take_from_with(
+        &self,
+        engine: &Engine,
+        max_per_worker: usize,
+        mut tee: impl FnMut(&FlowEvent),
+    ) {
         let Some(tx) = &self.tx else {
-            engine.drain_events(max_per_worker, |_| {
+            engine.drain_events(max_per_worker, |e| {
+                tee(e);
                 self.shared.lost.fetch_add(1, Ordering::Relaxed);
             });
             return;
         };
         engine.drain_events(max_per_worker, |e| {
+            tee(e);
             // Counted before the send so that the writer never sees it negative.
             self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(*e) {

@@ -104,6 +104,46 @@ pub fn to_json(
     v
 }
 
+/// One event for the management API's flow stream, from its JSON form
+/// (names already resolved by [`to_json`]) and the revision that judged it.
+pub fn to_proto(
+    e: &FlowEvent,
+    json: &serde_json::Value,
+    unix_base_ns: u128,
+    revision: u64,
+) -> bulkhead_proto::v1::FlowEvent {
+    use bulkhead_proto::v1::FlowEventKind as K;
+    let text = |k: &str| json[k].as_str().unwrap_or_default().to_string();
+    let t = e.tuple;
+    bulkhead_proto::v1::FlowEvent {
+        kind: match e.kind {
+            EventKind::Allowed => K::Allowed,
+            EventKind::Denied => K::Denied,
+            EventKind::WouldDeny => K::WouldDeny,
+            EventKind::Closed => K::Closed,
+            EventKind::Revoked => K::Revoked,
+        } as i32,
+        time_ms: u64::try_from((unix_base_ns + u128::from(e.time_ns)) / 1_000_000)
+            .unwrap_or(u64::MAX),
+        worker: u32::from(e.worker),
+        revision,
+        rule: text("rule"),
+        monitor: json["monitor"].as_bool().unwrap_or(false),
+        src_segment: text("src_segment"),
+        dst_segment: text("dst_segment"),
+        src_address: addr_to_ip(t.src).to_string(),
+        src_port: u32::from(t.sport),
+        dst_address: addr_to_ip(t.dst).to_string(),
+        dst_port: u32::from(t.dport),
+        protocol: u32::from(t.proto),
+        packets: e.packets.to_vec(),
+        bytes: e.bytes.to_vec(),
+        duration_ms: e.duration_ns / 1_000_000,
+        repeats: e.repeats,
+        lost: 0,
+    }
+}
+
 /// RFC 3339 UTC with milliseconds, without a date-time dependency.
 pub fn format_unix_ns(ns: u128) -> String {
     let secs = (ns / 1_000_000_000) as i64;

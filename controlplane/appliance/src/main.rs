@@ -23,15 +23,50 @@ static GLOBAL: MiMalloc = MiMalloc;
 #[command(
     name = "bulkheadd",
     version,
-    after_help = "Examples:\n  bulkheadd --config /etc/bulkhead/bulkheadd.toml\n  bulkheadd --policy configs/policies/three-tier.yaml \\\n      --wire net_af_packet0,iface=veth-a net_af_packet1,iface=veth-b --workers 1\n\nSignals: SIGHUP reloads the policy (an invalid one is refused, the running one stays),\nSIGUSR1 prints counters, SIGTERM/SIGINT stop with final counters."
+    after_help = "Examples:\n  bulkheadd --config /etc/bulkhead/bulkheadd.toml\n  bulkheadd --policy configs/policies/three-tier.yaml \\\n      --wire net_af_packet0,iface=veth-a net_af_packet1,iface=veth-b --workers 1\n  bulkheadd --node gw-1 --data-dir /var/lib/bulkhead --listen 10.0.0.1:7443 --pki /etc/bulkhead/pki \\\n      --initial-cluster gw-1=10.0.0.1:7443,gw-2=10.0.0.2:7443,gw-3=10.0.0.3:7443 \\\n      --wire net_af_packet0,iface=veth-a net_af_packet1,iface=veth-b\n\nSignals: SIGHUP reloads the policy (standalone; an invalid one is refused, the running one stays),\nSIGUSR1 prints counters, SIGTERM/SIGINT stop with final counters."
 )]
 struct Args {
     /// Configuration file (TOML; every key documented in configs/bulkheadd.toml).
-    #[arg(long, conflicts_with_all = ["policy", "wire"])]
+    #[arg(long, conflicts_with_all = ["policy", "wire", "initial_cluster", "join"])]
     config: Option<PathBuf>,
-    /// Quick start without a config file: the policy document.
-    #[arg(long, requires = "wire")]
+    /// Quick start without a config file: the policy document (standalone).
+    #[arg(long, requires = "wire", conflicts_with_all = ["initial_cluster", "join"])]
     policy: Option<PathBuf>,
+    /// Cluster mode: this member's name (the common name of its certificate).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// Cluster mode: where the Raft log and snapshots live.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Cluster mode: the one address for peers and management clients.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// Cluster mode: the address others reach this member at (default: --listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    advertise: Option<String>,
+    /// Cluster mode: directory with ca.crt and NAME.crt / NAME.key (bulkctl pki).
+    #[arg(long, value_name = "DIR")]
+    pki: Option<PathBuf>,
+    /// Cluster mode: the founding members, NAME=ADDR:PORT,…
+    #[arg(
+        long,
+        value_name = "NAME=ADDR:PORT,…",
+        value_delimiter = ',',
+        requires = "wire"
+    )]
+    initial_cluster: Vec<String>,
+    /// Cluster mode: join a running cluster through this member (after
+    /// `bulkctl cluster add-member`), instead of --initial-cluster.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        requires = "wire",
+        conflicts_with = "initial_cluster"
+    )]
+    join: Option<String>,
+    /// Cluster mode: identities granted admin when the cluster is founded (default: admin).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,…")]
+    admins: Vec<String>,
     /// Quick start: one port pair as two DPDK device arguments (repeatable).
     #[arg(long, num_args = 2, value_names = ["DEVARGS_A", "DEVARGS_B"], action = clap::ArgAction::Append)]
     wire: Vec<String>,
@@ -76,10 +111,13 @@ struct Args {
 }
 
 fn quick_start_config(args: &Args) -> Result<Config, String> {
-    let policy = args
-        .policy
-        .clone()
-        .ok_or("either --config FILE or --policy FILE --wire A B is required")?;
+    let cluster = !args.initial_cluster.is_empty() || args.join.is_some();
+    if args.policy.is_none() && !cluster {
+        return Err("either --config FILE, --policy FILE --wire A B, or cluster mode \
+                    (--node NAME --data-dir DIR --listen ADDR:PORT --pki DIR \
+                    --initial-cluster NAME=ADDR:PORT,… | --join ADDR:PORT) with --wire A B is required"
+            .into());
+    }
     if args.zones.len() > args.wire.len() {
         return Err(format!(
             "--zones given {} times for {} --wire",
@@ -106,9 +144,15 @@ fn quick_start_config(args: &Args) -> Result<Config, String> {
         .clone()
         .unwrap_or_else(|| "--no-huge -m 512 --no-pci".to_string());
     let mut toml = String::new();
-    toml.push_str("[policy]\nfile = ");
-    toml.push_str(&toml_str(&policy.to_string_lossy()));
-    toml.push_str("\n[dataplane]\neal_args = [");
+    match &args.policy {
+        Some(policy) => {
+            toml.push_str("[policy]\nfile = ");
+            toml.push_str(&toml_str(&policy.to_string_lossy()));
+            toml.push('\n');
+        }
+        None => toml.push_str(&cluster_section(args)?),
+    }
+    toml.push_str("[dataplane]\neal_args = [");
     toml.push_str(
         &eal.split_whitespace()
             .map(toml_str)
@@ -147,6 +191,48 @@ fn quick_start_config(args: &Args) -> Result<Config, String> {
         ));
     }
     Config::parse(&toml, Path::new("(command line)")).map_err(|e| e.to_string())
+}
+
+/// The `[node]` and `[cluster]` sections from the cluster quick-start flags.
+fn cluster_section(args: &Args) -> Result<String, String> {
+    let need =
+        |v: Option<String>, flag: &str| v.ok_or_else(|| format!("cluster mode needs {flag}"));
+    let node = need(args.node.clone(), "--node NAME")?;
+    let data_dir = need(
+        args.data_dir
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        "--data-dir DIR",
+    )?;
+    let listen = need(args.listen.clone(), "--listen ADDR:PORT")?;
+    let pki = need(
+        args.pki.as_ref().map(|p| p.to_string_lossy().into_owned()),
+        "--pki DIR",
+    )?;
+    let list = |v: &[String]| v.iter().map(|s| toml_str(s)).collect::<Vec<_>>().join(", ");
+    let mut t = format!(
+        "[node]\nname = {}\n[cluster]\ndata_dir = {}\nlisten = {}\npki = {}\n",
+        toml_str(&node),
+        toml_str(&data_dir),
+        toml_str(&listen),
+        toml_str(&pki)
+    );
+    if let Some(a) = &args.advertise {
+        t.push_str(&format!("advertise = {}\n", toml_str(a)));
+    }
+    if !args.initial_cluster.is_empty() {
+        t.push_str(&format!(
+            "initial_cluster = [{}]\n",
+            list(&args.initial_cluster)
+        ));
+    }
+    if let Some(j) = &args.join {
+        t.push_str(&format!("join = {}\n", toml_str(j)));
+    }
+    if !args.admins.is_empty() {
+        t.push_str(&format!("admins = [{}]\n", list(&args.admins)));
+    }
+    Ok(t)
 }
 
 fn toml_str(s: &str) -> String {

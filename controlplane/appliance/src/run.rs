@@ -1,4 +1,6 @@
-//! Start-up, the control loop and shutdown of a standalone appliance.
+//! Start-up, the control loop and shutdown of an appliance: standalone
+//! (the policy is a file, re-read on SIGHUP) or a cluster member (the
+//! policy is the cluster's replicated revision, see [`crate::member_mode`]).
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ use crate::af_packet;
 use crate::config::{device_name, Config, ConfigError, EventModeConfig, IdleConfig};
 use crate::event_writer::EventWriter;
 use crate::events::EventSink;
+use crate::member_mode::MemberMode;
 pub use crate::reload::load_policy;
 use crate::reload::{Outcome, Reloader};
 
@@ -39,6 +42,8 @@ pub enum RunError {
     },
     #[error("signal handling")]
     Signals(std::io::Error),
+    #[error("cluster member start-up failed: {0}")]
+    Member(String),
 }
 
 /// EAL arguments for this configuration (the program name is added by `Eal::init`).
@@ -93,31 +98,27 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let mut signals =
         signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
             .map_err(RunError::Signals)?;
-    let mut reloader = Reloader::new(cfg.policy.file.clone());
-    // The first load runs on the reload thread too, so SIGTERM is served
-    // while a huge policy compiles; a SIGHUP meanwhile reloads once started.
-    reloader.request();
-    let mut hup_during_start = false;
-    let policy = loop {
-        for sig in signals.pending() {
-            match sig {
-                SIGHUP => hup_during_start = true,
-                SIGTERM | SIGINT => {
-                    info!(signal = sig, "stopping during start-up");
-                    reloader.abandon();
-                    return Ok(());
-                }
-                _ => {}
-            }
+    let policy_file = cfg.policy.as_ref().map(|p| p.file.clone());
+    let mut reloader = policy_file.clone().map(Reloader::new);
+    let policy = match reloader.as_mut() {
+        Some(r) => match first_policy(&mut signals, r)? {
+            Some(p) => p,
+            None => return Ok(()),
+        },
+        // A member enforces deny-all until its first replicated revision applies.
+        None => {
+            crate::follow::compile(
+                crate::follow::Target {
+                    revision: 0,
+                    endpoints: Default::default(),
+                },
+                None,
+                None,
+            )
+            .map_err(RunError::Member)?
+            .policy
         }
-        if let Some(outcome) = reloader.poll() {
-            break outcome?;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     };
-    if hup_during_start {
-        reloader.request();
-    }
     let args = eal_args(&cfg);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let eal = Eal::init(&argv)?;
@@ -221,7 +222,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         wires = cfg.dataplane.wire.len(),
         mtu = cfg.mtu(),
         frame_room = engine.frame_room(),
-        policy = %cfg.policy.file.display(),
+        policy = %policy_file.as_ref().map_or("(cluster)".into(), |p| p.display().to_string()),
         generation = 1,
         segments = nseg,
         rules = nrules,
@@ -238,6 +239,20 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         engine.policy().clone(),
         cfg.events.queue,
     );
+    let mut member = match &cfg.cluster {
+        Some(c) => match MemberMode::start(&cfg, c) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let mut engine = engine;
+                engine.halt();
+                let _ = writer.finish(Duration::from_secs(1));
+                engine.stop();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let unix_base = engine.unix_base_ns();
     let started = Instant::now();
     let mut last_stats = Instant::now();
     let interval = Duration::from_secs(cfg.events.stats_interval);
@@ -246,11 +261,18 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         for sig in signals.pending() {
             match sig {
                 SIGHUP => {
-                    info!(
-                        path = %cfg.policy.file.display(),
-                        "SIGHUP: reloading the policy; reopening the flow events file"
-                    );
-                    reloader.request();
+                    match (&mut reloader, &policy_file) {
+                        (Some(r), Some(path)) => {
+                            info!(
+                                path = %path.display(),
+                                "SIGHUP: reloading the policy; reopening the flow events file"
+                            );
+                            r.request();
+                        }
+                        _ => info!(
+                            "SIGHUP: reopening the flow events file (the policy is the cluster's)"
+                        ),
+                    }
                     writer.reopen();
                 }
                 SIGUSR1 => print_counters(&engine, &writer, started),
@@ -269,15 +291,24 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
                 _ => {}
             }
         }
-        if let Some(outcome) = reloader.poll() {
+        if let Some(outcome) = reloader.as_mut().and_then(Reloader::poll) {
             enforcing = publish(&engine, outcome).or(enforcing);
+        }
+        if let Some(m) = member.as_mut() {
+            m.tick(&engine);
         }
         if let Some(e) = &enforcing {
             if e.check(&engine) {
                 enforcing = None;
             }
         }
-        writer.take_from(&engine, cfg.events.queue);
+        match member.as_ref().filter(|m| m.wants_flows()) {
+            Some(m) => writer.take_from_with(&engine, cfg.events.queue, |e| {
+                let json = crate::events::to_json(e, &cfg.node.name, unix_base, engine.policy());
+                m.offer_flow(e, &json, unix_base);
+            }),
+            None => writer.take_from(&engine, cfg.events.queue),
+        }
         engine.reclaim();
         if !interval.is_zero() && last_stats.elapsed() >= interval {
             print_counters(&engine, &writer, started);
@@ -285,7 +316,12 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    reloader.abandon();
+    if let Some(r) = reloader.as_mut() {
+        r.abandon();
+    }
+    if let Some(m) = member.as_mut() {
+        m.stop();
+    }
     let mut engine = engine;
     engine.halt();
     // Events emitted during the last bursts: the queues are finite now.
@@ -320,6 +356,38 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     drop(policy_handle);
     drop(eal);
     Ok(())
+}
+
+/// A standalone appliance's first policy, compiled on the reload thread so
+/// that SIGTERM is served while a huge policy compiles (`None`: stopped
+/// meanwhile); a SIGHUP meanwhile reloads once started.
+fn first_policy(
+    signals: &mut signal_hook::iterator::Signals,
+    reloader: &mut Reloader,
+) -> Result<Option<bulkhead_classify::CompiledPolicy>, RunError> {
+    reloader.request();
+    let mut hup_during_start = false;
+    let policy = loop {
+        for sig in signals.pending() {
+            match sig {
+                SIGHUP => hup_during_start = true,
+                SIGTERM | SIGINT => {
+                    info!(signal = sig, "stopping during start-up");
+                    reloader.abandon();
+                    return Ok(None);
+                }
+                _ => {}
+            }
+        }
+        if let Some(outcome) = reloader.poll() {
+            break outcome?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if hup_during_start {
+        reloader.request();
+    }
+    Ok(Some(policy))
 }
 
 /// Hand a finished reload's policy to the workers, or log its refusal.

@@ -381,15 +381,16 @@ pub enum AccessCmd {
     /// Give IDENTITY a role, replacing any it had (admin).
     #[command(after_help = "Example:\n  bulkctl access grant ops-bot viewer")]
     Grant {
+        // Not `identity`: that id is the global --identity flag (who asks).
         #[arg(value_name = "IDENTITY")]
-        identity: String,
+        subject: String,
         #[arg(value_name = "ROLE")]
         role: RoleArg,
     },
     /// Take IDENTITY's role away (admin).
     Revoke {
         #[arg(value_name = "IDENTITY")]
-        identity: String,
+        subject: String,
     },
     /// Every grant.
     Ls,

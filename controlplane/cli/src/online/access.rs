@@ -29,7 +29,10 @@ pub(crate) async fn run(s: &Settings, cmd: AccessCmd) -> Result<u8, Fail> {
     let conn = s.connect().await?;
     let mut c = conn.access();
     match cmd {
-        AccessCmd::Grant { identity, role } => {
+        AccessCmd::Grant {
+            subject: identity,
+            role,
+        } => {
             let role = to_proto(role);
             let req = v1::GrantRequest {
                 identity: identity.clone(),
@@ -50,7 +53,7 @@ pub(crate) async fn run(s: &Settings, cmd: AccessCmd) -> Result<u8, Fail> {
                 ));
             }
         }
-        AccessCmd::Revoke { identity } => {
+        AccessCmd::Revoke { subject: identity } => {
             let req = v1::RevokeRequest {
                 identity: identity.clone(),
             };
