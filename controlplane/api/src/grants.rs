@@ -15,6 +15,10 @@ use crate::{AuditSink, Grants, Role};
 pub struct StateGrants {
     watch: StateWatch,
     initial: Vec<String>,
+    /// The first admins of the configuration: admins on a founding member
+    /// until the cluster's bootstrap entry (which grants them in the
+    /// replicated state) is applied here.
+    admins: Vec<String>,
     refusals: mpsc::Sender<Refused>,
 }
 
@@ -22,11 +26,13 @@ impl StateGrants {
     pub(crate) fn new(
         watch: StateWatch,
         initial: Vec<String>,
+        admins: Vec<String>,
         refusals: mpsc::Sender<Refused>,
     ) -> Arc<Self> {
         Arc::new(StateGrants {
             watch,
             initial,
+            admins,
             refusals,
         })
     }
@@ -52,7 +58,16 @@ pub(crate) fn state_role(r: Role) -> bulkhead_cluster::Role {
 
 impl Grants for StateGrants {
     fn role_of(&self, identity: &str) -> Option<Role> {
-        self.watch.current().role_of(identity).map(api_role)
+        let state = self.watch.current();
+        // Only on a founding member: a joining one learns roles from the
+        // leader's snapshot (its forwarded writes are checked there anyway).
+        if !state.bootstrapped
+            && !self.initial.is_empty()
+            && self.admins.iter().any(|a| a == identity)
+        {
+            return Some(Role::Admin);
+        }
+        state.role_of(identity).map(api_role)
     }
 
     /// A name in the replicated members map; before bootstrap, a name of the

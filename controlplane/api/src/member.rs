@@ -208,6 +208,7 @@ impl Member {
         let grants = StateGrants::new(
             driver.watch(),
             cfg.initial_cluster.iter().map(|(n, _)| n.clone()).collect(),
+            cfg.admins.clone(),
             audit_tx,
         );
         runtime.spawn(record_refusals(Arc::clone(&ctx), audit_rx));

@@ -209,4 +209,30 @@ mod tests {
         c.advertise = Some("127.0.0.1:7001".parse().unwrap());
         assert!(c.check("gw-4").is_ok());
     }
+
+    #[test]
+    fn a_config_file_takes_either_policy_or_cluster() {
+        use crate::config::Config;
+        use std::path::Path;
+        let wire = "[dataplane]\neal_args = []\nworkers = [0]\nwire = [{ a = \"net_null0\", b = \"net_null1\" }]\n";
+        let cluster = "[node]\nname = \"gw-1\"\n[cluster]\ndata_dir = \"d\"\nlisten = \"127.0.0.1:7001\"\npki = \"pki\"\ninitial_cluster = [\"gw-1=127.0.0.1:7001\"]\n";
+        let c = Config::parse(&format!("{cluster}{wire}"), Path::new("/etc/b/gw.toml")).unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.data_dir, Path::new("/etc/b/d"), "relative to the file");
+        assert_eq!(cl.admins, ["admin"]);
+        let both = format!("[policy]\nfile = \"p.yaml\"\n{cluster}{wire}");
+        let e = Config::parse(&both, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
+        let e = Config::parse(wire, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[cluster]"), "{e}");
+        let typo = cluster.replace("listen", "lisen");
+        let e = Config::parse(&format!("{typo}{wire}"), Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "unknown keys are refused: {e}");
+    }
 }
