@@ -116,8 +116,13 @@ impl DataplaneService for DataplaneSvc {
         &self,
         request: Request<v1::ConnectionsRequest>,
     ) -> Result<Response<v1::ConnectionsResponse>, Status> {
-        self.dataplane
-            .connections(request.get_ref())
+        // The workers answer between bursts; wait on a blocking thread,
+        // never on the runtime's.
+        let dataplane = Arc::clone(&self.dataplane);
+        let req = request.into_inner();
+        tokio::task::spawn_blocking(move || dataplane.connections(&req))
+            .await
+            .map_err(|e| Status::internal(format!("connections: {e}")))?
             .map(Response::new)
     }
 
@@ -138,7 +143,10 @@ impl DataplaneService for DataplaneSvc {
         request: Request<v1::FlushRequest>,
     ) -> Result<Response<v1::FlushResponse>, Status> {
         let filter = request.into_inner().filter.unwrap_or_default();
-        let flushed = self.dataplane.flush(&filter)?;
+        let dataplane = Arc::clone(&self.dataplane);
+        let flushed = tokio::task::spawn_blocking(move || dataplane.flush(&filter))
+            .await
+            .map_err(|e| Status::internal(format!("flush: {e}")))??;
         Ok(Response::new(v1::FlushResponse { flushed }))
     }
 }

@@ -2,11 +2,13 @@
 //! ([`bulkhead_api::Member`]) beside the workers, the replicated policy
 //! followed into them ([`crate::follow`]), and this member's dataplane seen
 //! through the management API (counters, flow events, the revision every
-//! worker enforces).
+//! worker enforces, tracked connections listed and flushed).
 //!
-//! The control loop owns the engine; the API's threads only read what the
-//! loop publishes here (an atomic, a counters snapshot refreshed every
-//! second, a broadcast of flow events), so no request ever waits on a worker.
+//! The control loop owns the engine; the API's threads read what the loop
+//! publishes here (an atomic, a counters snapshot refreshed every second, a
+//! broadcast of flow events). Listing and flushing connections ask the
+//! workers themselves through [`bulkhead_engine::control`] (answered
+//! between bursts, waited for on a blocking thread with a timeout).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_api::{Dataplane, Member, MemberConfig};
 use bulkhead_cluster::{State, StateWatch};
+use bulkhead_engine::control::{Answer, ConnFilter, ConnInfo, Control, ControlError, Query};
 use bulkhead_engine::events::FlowEvent;
 use bulkhead_engine::Engine;
 use bulkhead_proto::v1;
@@ -30,17 +33,98 @@ const FLOW_BUFFER: usize = 4096;
 /// How often the counters seen by the API are refreshed.
 const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a question to the workers may take before the API answers
+/// UNAVAILABLE (they answer between bursts: normally within a millisecond).
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections listed when the request sets no limit.
+const DEFAULT_CONN_LIMIT: usize = 1000;
+
 /// What the API reads of this member's dataplane.
 #[derive(Debug)]
 struct Shared {
     enforced: AtomicU64,
     counters: Mutex<v1::CountersResponse>,
     flows: broadcast::Sender<v1::FlowEvent>,
+    /// Generation → revision of the last few generations published.
+    revisions: Mutex<VecDeque<(u64, u64)>>,
+}
+
+impl Shared {
+    fn revision_of(&self, generation: u64) -> u64 {
+        self.revisions
+            .lock()
+            .ok()
+            .and_then(|r| {
+                r.iter()
+                    .rev()
+                    .find(|(g, _)| *g == generation)
+                    .map(|(_, r)| *r)
+            })
+            .unwrap_or(0)
+    }
 }
 
 /// The [`Dataplane`] the API serves from.
 #[derive(Debug, Clone)]
-struct View(Arc<Shared>);
+struct View(Arc<Shared>, Control);
+
+/// The workers' filter from the API's.
+fn conn_filter(f: Option<&v1::FlowFilter>) -> Result<ConnFilter, tonic::Status> {
+    let Some(f) = f else {
+        return Ok(ConnFilter::default());
+    };
+    let prefix = match &f.address {
+        None => None,
+        Some(a) => Some(
+            a.parse::<ipnet::IpNet>()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    tonic::Status::invalid_argument(format!(
+                        "address {a:?} is not an address or prefix"
+                    ))
+                })?,
+        ),
+    };
+    let small = |v: Option<u32>, what: &str, max: u32| match v {
+        Some(n) if n > max => Err(tonic::Status::invalid_argument(format!(
+            "{what} {n} is above {max}"
+        ))),
+        other => Ok(other),
+    };
+    Ok(ConnFilter {
+        segment: f.segment.clone(),
+        prefix,
+        port: small(f.port, "port", 65535)?.map(|p| p as u16),
+        proto: small(f.protocol, "protocol", 255)?.map(|p| p as u8),
+    })
+}
+
+fn unavailable(e: ControlError) -> tonic::Status {
+    tonic::Status::unavailable(format!("the workers did not answer: {e}"))
+}
+
+impl View {
+    fn to_proto(&self, c: ConnInfo) -> v1::Connection {
+        v1::Connection {
+            src_address: c.src.to_string(),
+            src_port: u32::from(c.src_port),
+            dst_address: c.dst.to_string(),
+            dst_port: u32::from(c.dst_port),
+            protocol: u32::from(c.proto),
+            src_segment: c.src_segment,
+            dst_segment: c.dst_segment,
+            state: c.state,
+            rule: c.rule,
+            monitor: c.monitor,
+            revision: self.0.revision_of(c.generation),
+            worker: u32::from(c.worker),
+            age_ms: c.age_ns / 1_000_000,
+            idle_ms: c.idle_ns / 1_000_000,
+            packets: c.packets.to_vec(),
+            bytes: c.bytes.to_vec(),
+        }
+    }
+}
 
 impl Dataplane for View {
     fn enforced_revision(&self) -> u64 {
@@ -60,19 +144,45 @@ impl Dataplane for View {
 
     fn connections(
         &self,
-        _req: &v1::ConnectionsRequest,
+        req: &v1::ConnectionsRequest,
     ) -> Result<v1::ConnectionsResponse, tonic::Status> {
-        Err(tonic::Status::unimplemented(
-            "listing tracked connections is not available yet; watch `bulkctl flows --follow` \
-             or record a packet trace with SIGUSR2",
-        ))
+        let filter = conn_filter(req.filter.as_ref())?;
+        let limit = match req.limit {
+            0 => DEFAULT_CONN_LIMIT,
+            n => n as usize,
+        };
+        let answers = self
+            .1
+            .ask(&Query::Connections { filter, limit }, ASK_TIMEOUT)
+            .map_err(unavailable)?;
+        let mut out = v1::ConnectionsResponse::default();
+        for a in answers {
+            if let Answer::Connections { list, truncated } = a {
+                out.truncated |= truncated;
+                out.connections
+                    .extend(list.into_iter().map(|c| self.to_proto(c)));
+            }
+        }
+        if out.connections.len() > limit {
+            out.connections.truncate(limit);
+            out.truncated = true;
+        }
+        Ok(out)
     }
 
-    fn flush(&self, _filter: &v1::FlowFilter) -> Result<u64, tonic::Status> {
-        Err(tonic::Status::unimplemented(
-            "flushing connections is not available yet; a policy revision that revokes a \
-             service cuts its connections",
-        ))
+    fn flush(&self, filter: &v1::FlowFilter) -> Result<u64, tonic::Status> {
+        let filter = conn_filter(Some(filter))?;
+        let answers = self
+            .1
+            .ask(&Query::Flush { filter }, ASK_TIMEOUT)
+            .map_err(unavailable)?;
+        Ok(answers
+            .into_iter()
+            .map(|a| match a {
+                Answer::Flushed(n) => n,
+                Answer::Connections { .. } => 0,
+            })
+            .sum())
     }
 
     fn flows(&self) -> broadcast::Receiver<v1::FlowEvent> {
@@ -89,8 +199,6 @@ pub struct MemberMode {
     follower: Follower,
     /// Published generations not yet enforced by every worker, with their revision.
     enforcing: VecDeque<(u64, u64, Instant)>,
-    /// Generation → revision, for flow events (the last few generations).
-    revisions: VecDeque<(u64, u64)>,
     shared: Arc<Shared>,
     last_counters: Instant,
     /// Worker cores, by worker index.
@@ -99,7 +207,11 @@ pub struct MemberMode {
 
 impl MemberMode {
     /// Start the member runtime (gRPC server, Raft node) for `cluster`.
-    pub fn start(cfg: &Config, cluster: &ClusterConfig) -> Result<MemberMode, RunError> {
+    pub fn start(
+        cfg: &Config,
+        cluster: &ClusterConfig,
+        engine: &Engine,
+    ) -> Result<MemberMode, RunError> {
         let founders = cluster.founders().map_err(|message| {
             RunError::Config(crate::config::ConfigError::Invalid {
                 path: "(configuration)".into(),
@@ -112,6 +224,7 @@ impl MemberMode {
             enforced: AtomicU64::new(0),
             counters: Mutex::new(v1::CountersResponse::default()),
             flows,
+            revisions: Mutex::new(VecDeque::new()),
         });
         let member = Member::start(
             MemberConfig {
@@ -124,7 +237,7 @@ impl MemberMode {
                 join: cluster.join,
                 admins: cluster.admins.clone(),
             },
-            Arc::new(View(shared.clone())),
+            Arc::new(View(shared.clone(), engine.control().clone())),
         )
         .map_err(|e| RunError::Member(e.to_string()))?;
         info!(
@@ -140,7 +253,6 @@ impl MemberMode {
             seen: None,
             follower: Follower::default(),
             enforcing: VecDeque::new(),
-            revisions: VecDeque::new(),
             shared,
             last_counters: Instant::now() - COUNTERS_EVERY,
             cores: cfg.dataplane.workers.clone(),
@@ -167,9 +279,11 @@ impl MemberMode {
                 );
                 self.enforcing
                     .push_back((generation, revision, Instant::now()));
-                self.revisions.push_back((generation, revision));
-                if self.revisions.len() > 64 {
-                    self.revisions.pop_front();
+                if let Ok(mut r) = self.shared.revisions.lock() {
+                    r.push_back((generation, revision));
+                    if r.len() > 64 {
+                        r.pop_front();
+                    }
                 }
             }
             Some(Err(e)) => {
@@ -234,12 +348,7 @@ impl MemberMode {
     /// Offer one flow event (already rendered as JSON by the event writer's
     /// rules) to API subscribers.
     pub fn offer_flow(&self, e: &FlowEvent, json: &serde_json::Value, unix_base_ns: u128) {
-        let revision = self
-            .revisions
-            .iter()
-            .rev()
-            .find(|(g, _)| *g == e.generation)
-            .map_or(0, |(_, r)| *r);
+        let revision = self.shared.revision_of(e.generation);
         let _ = self
             .shared
             .flows

@@ -240,7 +240,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         cfg.events.queue,
     );
     let mut member = match &cfg.cluster {
-        Some(c) => match MemberMode::start(&cfg, c) {
+        Some(c) => match MemberMode::start(&cfg, c, &engine) {
             Ok(m) => Some(m),
             Err(e) => {
                 let mut engine = engine;

@@ -83,6 +83,15 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         limit: Option<u32>,
     },
+    /// Remove the answering member's connections matching the filter, each
+    /// reported as closed (operator; online). Without a filter: all of them.
+    #[command(
+        after_help = "Example:\n  bulkctl flush --address 10.0.10.5 --port 8080\n  bulkctl flush --segment guest --endpoint 10.0.0.11:7443"
+    )]
+    Flush {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Flow events of the answering member (online).
     #[command(
         after_help = "Without --follow, prints events until none has come for 2 s (or --count events).\n\nExamples:\n  bulkctl flows --segment db\n  bulkctl flows --follow --proto tcp --port 22 --json"

@@ -16,6 +16,7 @@
 //! freed in the burst that received it.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod events;
 pub mod fold;
 pub mod fragments;
@@ -130,6 +131,7 @@ pub fn data_room(mtu: u16, rx_frame_room: u32) -> Result<u16, EngineError> {
 pub struct Engine {
     policy: Arc<PolicyHandle>,
     tracer: Arc<trace::Tracer>,
+    control: control::Control,
     shared: Vec<Arc<SharedCounters>>,
     events: Vec<Arc<ArrayQueue<FlowEvent>>>,
     stop: Arc<AtomicBool>,
@@ -187,6 +189,7 @@ impl Engine {
         let zones = Arc::new(cfg.zones.clone());
         let mailboxes = Arc::new(handoff::Mailboxes::new(nworkers));
         let tracer = Arc::new(trace::Tracer::new(nworkers, cfg.trace_filter));
+        let control = control::Control::new(nworkers);
         let stop = Arc::new(AtomicBool::new(false));
         let tsc_hz = eal.tsc_hz();
         let base_tsc = Eal::tsc();
@@ -242,6 +245,7 @@ impl Engine {
                 tsc_hz,
                 base_tsc,
                 mailboxes: mailboxes.clone(),
+                control: control.clone(),
             });
             shared.push(counters);
             events.push(queue);
@@ -281,6 +285,7 @@ impl Engine {
         let mut engine = Engine {
             policy,
             tracer,
+            control,
             shared,
             events,
             stop,
@@ -318,6 +323,12 @@ impl Engine {
     /// Publish a new compiled policy; returns its generation.
     pub fn publish(&self, policy: CompiledPolicy) -> u64 {
         self.policy.publish(policy)
+    }
+
+    /// Questions to the workers about their connection tables (list, flush);
+    /// a clone can be handed to another thread.
+    pub fn control(&self) -> &control::Control {
+        &self.control
     }
 
     /// The packet trace: arm it, take what it recorded.

@@ -48,6 +48,7 @@ use crate::trace::Tracer;
 use crate::zones::{Ingress, ZoneConfig};
 use crate::BURST;
 
+mod conns;
 mod frag;
 mod judge;
 mod l2;

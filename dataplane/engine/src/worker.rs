@@ -50,6 +50,8 @@ pub struct Worker {
     pub base_tsc: u64,
     /// Hand-off rings of every worker.
     pub mailboxes: Arc<Mailboxes>,
+    /// Control-plane questions about the connection table.
+    pub control: crate::control::Control,
 }
 
 impl Worker {
@@ -110,6 +112,9 @@ impl Worker {
             self.exchange_verdicts(now);
             self.release_held(now, &mut held);
             self.pipeline.expire(&snap, now, EXPIRE_SLICE);
+            if let Some((q, reply)) = self.control.next(self.index) {
+                let _ = reply.send(self.answer(&snap, &q, now));
+            }
             if received > 0 {
                 let c = self.pipeline.counters_mut();
                 c.add(slot::BUSY_CYCLES, Eal::tsc().wrapping_sub(start));
@@ -125,6 +130,26 @@ impl Worker {
 }
 
 impl Worker {
+    /// Answer one control-plane question from this worker's table.
+    #[cold]
+    fn answer(
+        &mut self,
+        snap: &PolicySnapshot,
+        q: &crate::control::Query,
+        now: u64,
+    ) -> crate::control::Answer {
+        use crate::control::{Answer, Query};
+        match q {
+            Query::Connections { filter, limit } => {
+                let (list, truncated) = self.pipeline.connections(snap, filter, *limit, now);
+                Answer::Connections { list, truncated }
+            }
+            Query::Flush { filter } => {
+                Answer::Flushed(self.pipeline.flush_matching(snap, filter, now))
+            }
+        }
+    }
+
     /// Run the packets other workers handed over (one at a time: they are
     /// rare), then send them on, hold, hand them further, or free them.
     fn receive_handed(

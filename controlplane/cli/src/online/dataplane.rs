@@ -145,6 +145,25 @@ pub(crate) async fn conns(s: &Settings, f: FilterArgs, limit: Option<u32>) -> Re
     Ok(0)
 }
 
+pub(crate) async fn flush(s: &Settings, f: FilterArgs) -> Result<u8, Fail> {
+    let conn = s.connect().await?;
+    let req = v1::FlushRequest {
+        filter: Some(filter(f)),
+    };
+    let r = conn
+        .call(
+            "DataplaneService/Flush",
+            conn.dataplane().flush(conn.req(req)),
+        )
+        .await?;
+    if s.json {
+        print_json(&json!({"flushed": r.flushed}));
+    } else {
+        print(&format!("flushed {} connection(s)", r.flushed));
+    }
+    Ok(0)
+}
+
 pub(crate) fn connections_json(r: &v1::ConnectionsResponse) -> Value {
     let list: Vec<Value> = r
         .connections

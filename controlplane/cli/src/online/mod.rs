@@ -49,6 +49,7 @@ async fn dispatch(s: &Settings, cmd: Command) -> Result<u8, Fail> {
         Command::Audit { limit, since } => access::audit(s, limit, since).await,
         Command::Stats => dataplane::stats(s).await,
         Command::Conns { filter, limit } => dataplane::conns(s, filter, limit).await,
+        Command::Flush { filter } => dataplane::flush(s, filter).await,
         Command::Flows {
             filter,
             follow,
