@@ -35,8 +35,12 @@ pub enum Need {
 const PEER_SERVICE: &str = "/bulkhead.v1.PeerService/";
 
 /// Methods a cluster member may call without a role (besides the peer
-/// service): `ClusterService/MemberState`, which `Status` asks every member.
-pub const MEMBER_ALSO: &[&str] = &["/bulkhead.v1.ClusterService/MemberState"];
+/// service): `ClusterService/MemberState`, which `Status` asks every member,
+/// and `Status`, which a joining member asks to learn who its peers are.
+pub const MEMBER_ALSO: &[&str] = &[
+    "/bulkhead.v1.ClusterService/MemberState",
+    "/bulkhead.v1.ClusterService/Status",
+];
 
 /// Services open to any verified identity.
 const OPEN_SERVICES: &[&str] = &[
@@ -266,7 +270,9 @@ mod tests {
         assert!(r.message.contains("not a cluster member"), "{}", r.message);
         assert!(decide(&t, "gw-1", "/bulkhead.v1.PeerService/Forward").is_ok());
         assert!(decide(&t, "gw-1", "/bulkhead.v1.ClusterService/MemberState").is_ok());
-        assert!(decide(&t, "gw-1", "/bulkhead.v1.ClusterService/Status").is_err());
+        // A joining member asks Status to learn its peers; members read nothing else.
+        assert!(decide(&t, "gw-1", "/bulkhead.v1.ClusterService/Status").is_ok());
+        assert!(decide(&t, "gw-1", "/bulkhead.v1.PolicyService/Get").is_err());
         assert!(decide(&t, "nobody", "/grpc.health.v1.Health/Check").is_ok());
         let r = decide(&t, "oper", "/x.Y/Z").expect_err("unknown needs admin");
         assert!(

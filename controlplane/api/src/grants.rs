@@ -19,6 +19,9 @@ pub struct StateGrants {
     /// until the cluster's bootstrap entry (which grants them in the
     /// replicated state) is applied here.
     admins: Vec<String>,
+    /// A joining member: the members named by the cluster it joins, once
+    /// it has been added there (see `member::learn_members`).
+    joined: std::sync::RwLock<Vec<String>>,
     refusals: mpsc::Sender<Refused>,
 }
 
@@ -33,8 +36,17 @@ impl StateGrants {
             watch,
             initial,
             admins,
+            joined: std::sync::RwLock::new(Vec::new()),
             refusals,
         })
+    }
+
+    /// A joining member learned the cluster's members from the member it
+    /// joins through (TLS-verified at the `--join` address).
+    pub(crate) fn set_joined(&self, names: Vec<String>) {
+        if let Ok(mut j) = self.joined.write() {
+            *j = names;
+        }
     }
 }
 
@@ -72,14 +84,17 @@ impl Grants for StateGrants {
 
     /// A name in the replicated members map; before bootstrap, a name of the
     /// initial cluster. A joining member (no state and no initial cluster)
-    /// accepts any identity of the cluster CA until its first snapshot
-    /// arrives: it cannot know the leader's name before.
+    /// accepts only the members the cluster named when asked at the
+    /// `--join` address after it was added: nobody before that (any other
+    /// certificate of the CA could otherwise feed it a forged snapshot).
     fn is_member(&self, identity: &str) -> bool {
         let state = self.watch.current();
         if state.bootstrapped {
             state.members.contains_key(identity)
         } else if self.initial.is_empty() {
-            true
+            self.joined
+                .read()
+                .is_ok_and(|j| j.iter().any(|n| n == identity))
         } else {
             self.initial.iter().any(|n| n == identity)
         }

@@ -213,6 +213,15 @@ impl Member {
         );
         runtime.spawn(record_refusals(Arc::clone(&ctx), audit_rx));
         runtime.spawn(log_changes(Arc::clone(&ctx)));
+        if let (Some(join), true) = (cfg.join, cfg.initial_cluster.is_empty()) {
+            runtime.spawn(learn_members(
+                cfg.pki.clone(),
+                cfg.name.clone(),
+                join,
+                Arc::clone(&grants),
+                driver.watch(),
+            ));
+        }
 
         let server = ApiServer::new()
             .policy(PolicySvc {
@@ -231,6 +240,7 @@ impl Member {
             .peer(PeerSvc {
                 ctx: Arc::clone(&ctx),
                 grants: Arc::clone(&grants),
+                snapshots: tokio::sync::Semaphore::new(1),
             });
         let health = server.health_reporter();
         let services = server.services().to_vec();
@@ -311,15 +321,64 @@ impl Drop for Member {
 
 /// Proposes queued refusals as `AuditRefused`, skipping them without quorum.
 async fn record_refusals(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Refused>) {
+    // Refusals are replicated: an identity that is refused in a loop must
+    // not grow the log without bound. Each identity gets at most
+    // REFUSALS_PER_WINDOW audit entries per window; the rest are counted
+    // and summed up in one entry when the window rolls over. Texts are cut.
+    let mut windows: std::collections::HashMap<String, (tokio::time::Instant, u32, u64)> =
+        std::collections::HashMap::new();
     while let Some(r) = rx.recv().await {
+        let now = tokio::time::Instant::now();
+        let w = windows.entry(r.identity.clone()).or_insert((now, 0, 0));
+        let mut summary = None;
+        if now.duration_since(w.0) >= REFUSAL_WINDOW {
+            if w.2 > 0 {
+                summary = Some(w.2);
+            }
+            *w = (now, 0, 0);
+        }
+        if windows.len() > 10_000 {
+            windows.retain(|_, w| now.duration_since(w.0) < REFUSAL_WINDOW);
+        }
+        let Some(w) = windows.get_mut(&r.identity) else {
+            continue;
+        };
+        if w.1 >= REFUSALS_PER_WINDOW {
+            w.2 += 1;
+            continue;
+        }
+        w.1 += 1;
+        let mut reason = cut(&r.reason, MAX_REFUSAL_TEXT);
+        if let Some(n) = summary {
+            reason =
+                format!("{reason} ({n} earlier refusals of this identity not recorded one by one)");
+        }
         let op = Op::Change(Change::AuditRefused {
-            action: r.action,
-            reason: r.reason,
+            action: cut(&r.action, 128),
+            reason,
         });
-        if let Err(st) = ctx.write(&r.identity, op).await {
+        if let Err(st) = ctx.write(&cut(&r.identity, 128), op).await {
             tracing::debug!(member = %ctx.name, status = %st, "refusal not recorded");
         }
     }
+}
+
+/// Audit entries of refusals per identity per [`REFUSAL_WINDOW`].
+const REFUSALS_PER_WINDOW: u32 = 20;
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+/// Longest refusal text recorded (bytes).
+const MAX_REFUSAL_TEXT: usize = 1024;
+
+/// `s` cut to at most `max` bytes at a character boundary, marked when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
 }
 
 /// Logs leader changes and applied revisions.
@@ -342,5 +401,72 @@ async fn log_changes(ctx: Arc<Ctx>) {
             revision = now;
             tracing::info!(member = %ctx.name, revision, applied = state.applied, "policy revision applied");
         }
+    }
+}
+
+/// A joining member learns who the cluster's members are from the member at
+/// its `--join` address (the TLS server certificate must name that
+/// address), once that cluster lists this member (after `bulkctl cluster
+/// add-member`). Until then it accepts Raft traffic from nobody; once its
+/// first snapshot is applied, the replicated members map rules.
+async fn learn_members(
+    pki: PathBuf,
+    name: String,
+    join: SocketAddr,
+    grants: Arc<StateGrants>,
+    watch: StateWatch,
+) {
+    use bulkhead_proto::v1::cluster_service_client::ClusterServiceClient;
+    let mut warned = false;
+    loop {
+        if watch.current().bootstrapped {
+            return;
+        }
+        let host = join.ip().to_string();
+        let asked = async {
+            let tls = bulkhead_pki::client_tls(&pki, &name, &host).map_err(|e| e.to_string())?;
+            let ch = tonic::transport::Endpoint::from_shared(format!("https://{join}"))
+                .map_err(|e| e.to_string())?
+                .tls_config(tls)
+                .map_err(|e| e.to_string())?
+                .connect_timeout(Duration::from_secs(2))
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            ClusterServiceClient::new(ch)
+                .status(bulkhead_proto::v1::ClusterStatusRequest {})
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|e| e.message().to_string())
+        };
+        match asked.await {
+            Ok(status) if status.members.iter().any(|m| m.name == name) => {
+                let names: Vec<String> = status.members.into_iter().map(|m| m.name).collect();
+                tracing::info!(member = %name, via = %join, members = ?names, "joined: accepting the cluster's members as peers");
+                grants.set_joined(names);
+                return;
+            }
+            Ok(_) | Err(_) if !warned => {
+                tracing::info!(member = %name, via = %join, "waiting to be added: run `bulkctl cluster add-member {name} ADDR:PORT` on the cluster");
+                warned = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn refusal_texts_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("short", 10), "short");
+        let long = "é".repeat(600);
+        let c = cut(&long, 1023);
+        assert!(c.starts_with(&"é".repeat(511)));
+        assert!(c.ends_with("… (1200 bytes)"), "{c}");
+        assert!(c.len() < 1100);
     }
 }

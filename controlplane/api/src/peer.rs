@@ -20,6 +20,23 @@ pub const MAX_SNAPSHOT_BYTES: usize = 1024 * 1024 * 1024;
 pub struct PeerSvc {
     pub(crate) ctx: Arc<Ctx>,
     pub(crate) grants: Arc<StateGrants>,
+    /// Snapshots being received (at most one).
+    pub(crate) snapshots: tokio::sync::Semaphore,
+}
+
+impl PeerSvc {
+    /// The caller is (still) a member: streams outlive the auth layer's
+    /// check at their start.
+    fn still_member(&self, identity: &str) -> Result<(), Status> {
+        use crate::Grants;
+        if self.grants.is_member(identity) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{identity} is not a member of this cluster (any more)"
+            )))
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -40,6 +57,9 @@ impl PeerService for PeerSvc {
         }
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
+            // Membership is checked per batch, not only when the stream
+            // opened: a removed member's stream ends here.
+            self.still_member(&who.identity)?;
             for bytes in batch.messages {
                 if bytes.len() > MAX_PEER_MESSAGE_BYTES {
                     return Err(Status::out_of_range(format!(
@@ -67,11 +87,27 @@ impl PeerService for PeerSvc {
         request: Request<Streaming<v1::SnapshotChunk>>,
     ) -> Result<Response<v1::SnapshotResponse>, Status> {
         let who = caller(&request)?;
+        // One snapshot at a time: each may buffer up to MAX_SNAPSHOT_BYTES.
+        let _one = self
+            .snapshots
+            .try_acquire()
+            .map_err(|_| Status::resource_exhausted("a snapshot is already being received"))?;
         let mut stream = request.into_inner();
         let mut header: Option<Vec<u8>> = None;
         let mut data = Vec::new();
         while let Some(chunk) = stream.message().await? {
+            self.still_member(&who.identity)?;
             if header.is_none() {
+                // The sender is checked on the first chunk, before buffering.
+                let msg = decode_message(&chunk.header).map_err(|e| {
+                    Status::invalid_argument(format!("undecodable snapshot header: {e}"))
+                })?;
+                if msg.from != member_id(&who.identity) {
+                    return Err(Status::permission_denied(format!(
+                        "identity {} sent a snapshot as another member",
+                        who.identity
+                    )));
+                }
                 header = Some(chunk.header);
             }
             if chunk.offset != data.len() as u64 {

@@ -27,7 +27,7 @@ fn no_arguments_is_a_usage_error() {
     let o = bulkheadd(&[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("--config FILE or --policy FILE --wire A B"),
+        stderr(&o).contains("--policy FILE --wire A B") && stderr(&o).contains("cluster mode"),
         "{}",
         stderr(&o)
     );

@@ -423,6 +423,16 @@ impl Node {
                 Ok(ConfChangeType::AddNode)
             }
             MemberChangeKind::Remove if !is_voter && !is_learner => Err(unknown()),
+            // Removing the last voter would commit a configuration no node
+            // can apply: refused before it reaches the log.
+            MemberChangeKind::Remove if is_voter && conf.voters().ids().len() <= 1 => {
+                Err(ClusterError::Config {
+                    reason: format!(
+                        "{} is the last voter; add another member before removing it",
+                        change.name
+                    ),
+                })
+            }
             MemberChangeKind::Remove => Ok(ConfChangeType::RemoveNode),
         }
     }

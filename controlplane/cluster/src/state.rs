@@ -205,6 +205,8 @@ pub enum ApplyOutcome {
     Refused(Refusal),
 }
 
+/// Audit entries kept in the replicated state (the oldest are dropped).
+pub const MAX_AUDIT_ENTRIES: usize = 100_000;
 /// The whole replicated state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -302,7 +304,7 @@ impl State {
             (_, Change::Rollback { to, .. }) => Some(*to),
             _ => None,
         };
-        self.audit.push(AuditEntry {
+        self.record_audit(AuditEntry {
             index,
             time_ms: command.time_ms,
             identity: command.identity.clone(),
@@ -313,6 +315,16 @@ impl State {
         Some(outcome)
     }
 
+    /// Append to the audit log, keeping its newest [`MAX_AUDIT_ENTRIES`]
+    /// (deterministic: every member trims at the same entries).
+    fn record_audit(&mut self, e: AuditEntry) {
+        self.audit.push(e);
+        if self.audit.len() > MAX_AUDIT_ENTRIES {
+            let excess = self.audit.len() - MAX_AUDIT_ENTRIES;
+            self.audit.drain(..excess);
+        }
+    }
+
     /// Records an entry that could not be decoded: applied, refused, audited.
     pub fn apply_malformed(&mut self, index: u64, detail: String) -> Option<ApplyOutcome> {
         if index <= self.applied {
@@ -320,7 +332,7 @@ impl State {
         }
         self.applied = index;
         let outcome = ApplyOutcome::Refused(Refusal::Malformed { detail });
-        self.audit.push(AuditEntry {
+        self.record_audit(AuditEntry {
             index,
             time_ms: 0,
             identity: String::new(),
@@ -366,7 +378,7 @@ impl State {
                 "member.remove"
             }
         };
-        self.audit.push(AuditEntry {
+        self.record_audit(AuditEntry {
             index,
             time_ms: change.time_ms,
             identity: change.identity.clone(),
