@@ -86,6 +86,7 @@ SIZE=$(stat -c %s configs/policies/three-tier.yaml)
 ETCD_SMALL=$(python3 perf-lab/lib/etcd_put.py 127.0.0.1:23791 "$SIZE" "$PUTS")
 echo "$ETCD_SMALL"
 
+mkdir -p perf-lab/results
 OUT="perf-lab/results/$(date -u +%Y%m%dT%H%M%SZ)-cluster.json"
 python3 - "$OUT" "$SMALL" "$BIG" "$ETCD_SMALL" <<'PY'
 import json, platform, subprocess, sys
