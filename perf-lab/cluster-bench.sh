@@ -25,7 +25,9 @@ WORK=$(mktemp -d /tmp/bulkhead-cluster-bench.XXXXXX)
 cleanup() {
     set +e
     for pid in $(cat "$WORK/pids" 2>/dev/null); do kill "$pid" 2>/dev/null; done
-    sleep 0.5
+    for pid in $(cat "$WORK/pids" 2>/dev/null); do
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT

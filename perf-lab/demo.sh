@@ -22,6 +22,10 @@ cleanup() {
     [ -n "$DEMO" ] && kill "$DEMO" 2>/dev/null
     # Members started here (the demo job records their PIDs): killed by PID.
     for pid in $(cat "$WORK/pids" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+    # Wait (at most 10 s each) until they have stopped.
+    for pid in $(cat "$WORK/pids" 2>/dev/null); do
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done
     topo_down "$P"
     ip link del "$P-m0" 2>/dev/null
     rm -rf "$WORK"
