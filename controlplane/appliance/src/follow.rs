@@ -100,7 +100,8 @@ enum Tables<'a> {
 fn merged_endpoints(rs: &Ruleset, runtime: &BTreeMap<String, String>) -> Vec<EndpointDef> {
     let mut out: BTreeMap<IpAddr, EndpointDef> = rs.endpoints.iter().map(|e| (e.ip, *e)).collect();
     for (addr, segment) in runtime {
-        let Some(ip) = parse_addr(addr) else {
+        // The API stores canonical address literals only.
+        let Ok(ip) = addr.parse::<IpAddr>() else {
             warn!(address = %addr, "run-time endpoint: not an address; skipped");
             continue;
         };
@@ -129,19 +130,6 @@ fn merged_endpoints(rs: &Ruleset, runtime: &BTreeMap<String, String>) -> Vec<End
     out.into_values().collect()
 }
 
-/// `10.0.0.5` or `10.0.0.5/32` (`/128`).
-fn parse_addr(s: &str) -> Option<IpAddr> {
-    let (ip, len) = match s.split_once('/') {
-        Some((ip, len)) => (ip, Some(len)),
-        None => (s, None),
-    };
-    let ip: IpAddr = ip.parse().ok()?;
-    match (len, ip) {
-        (None, _) | (Some("32"), IpAddr::V4(_)) | (Some("128"), IpAddr::V6(_)) => Some(ip),
-        _ => None,
-    }
-}
-
 /// Follows the replicated state: starts a compile when the target changes,
 /// hands finished ones back. Owned by the control loop; never blocks it.
 #[derive(Debug, Default)]
@@ -158,16 +146,19 @@ impl Follower {
     /// Look at the current state; start (or queue) a compile when it asks
     /// for something other than what was compiled last.
     pub fn observe(&mut self, state: &State) {
-        let target = Target::of(state);
         let wanted_now = self
             .queued
             .as_ref()
             .map(|(t, _)| t)
             .or(self.pending.as_ref().map(|(t, _)| t))
             .or(self.last.as_ref().map(|c| &c.target));
-        if wanted_now == Some(&target) {
+        // Most applied entries (audit, grants) change neither: compare
+        // before copying the endpoint map.
+        let revision = state.current_revision().map_or(0, |r| r.number);
+        if wanted_now.is_some_and(|t| t.revision == revision && *t.endpoints == state.endpoints) {
             return;
         }
+        let target = Target::of(state);
         let document = state.current_revision().map(|r| r.document.clone());
         if self.pending.is_some() {
             self.queued = Some((target, document));
@@ -242,7 +233,7 @@ mod tests {
         assert_eq!(seg_of(&first, "10.9.0.1"), "web", "the document's endpoint");
         assert_eq!(seg_of(&first, "10.9.0.2"), "world");
         let second = compile(
-            target(3, &[("10.9.0.2", "db"), ("10.9.0.1/32", "db")]),
+            target(3, &[("10.9.0.2", "db"), ("10.9.0.1", "db")]),
             None,
             Some(&first),
         )
@@ -276,14 +267,5 @@ mod tests {
         assert!(!second.policy.shares_rules_with(&first.policy));
         let bad = compile(target(4, &[]), Some("version: 1\nsegments: 3\n"), None).unwrap_err();
         assert!(bad.contains("revision 4"), "{bad}");
-    }
-
-    #[test]
-    fn parse_addr_takes_host_prefixes_only() {
-        assert!(parse_addr("10.0.0.1").is_some());
-        assert!(parse_addr("10.0.0.1/32").is_some());
-        assert!(parse_addr("fd00::1/128").is_some());
-        assert!(parse_addr("10.0.0.0/24").is_none());
-        assert!(parse_addr("nope").is_none());
     }
 }
